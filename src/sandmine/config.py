@@ -1,0 +1,229 @@
+"""Typed schema of params.yaml, loaded with OmegaConf structured merge."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields, is_dataclass
+from pathlib import Path
+from typing import Any
+
+from omegaconf import OmegaConf
+from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationError
+
+from sandmine.bands import EXPORT_DEFAULT, S2_L2A, check_names
+from sandmine.errors import SandmineError
+
+@dataclass
+class SourceParams:
+    """Where images come from: the embedded synthetic world, or real services."""
+
+    kind: str = "synthetic"  # real sources (gee, local) are not available yet
+
+
+@dataclass
+class WorldParams:
+    """Knobs of the embedded synthetic world (ignored by real sources)."""
+
+    seed: int = 7
+    mine_density: float = 0.7  # scales the number of mining areas per km of river
+    cloud_probability: float = 0.3  # chance that an observation has clouds
+    annotator_miss_ha: float = 0.4  # mines smaller than this are often missed by annotators
+
+
+@dataclass
+class LabelsParams:
+    """How annotations are pulled and turned into masks."""
+
+    source: str = "synthetic"  # synthetic | labelbox
+    project_id: str = ""
+    mine_classes: list[str] = field(default_factory=lambda: ["mine"])
+    ignore_classes: list[str] = field(default_factory=lambda: ["ignore"])
+
+
+@dataclass
+class AoiParams:
+    """The area of interest: a buffer around the river."""
+
+    rivers: str = "vector"  # vector (source's rivers file) | water_index (derived from image)
+    buffer_m: float = 1000.0
+    simplify_m: float = 250.0
+
+
+@dataclass
+class SplitParams:
+    """Geographic split: sites clustered by location, whole clusters per role."""
+
+    n_clusters: int = 4
+    val_clusters: int = 1
+    test_clusters: int = 1
+    fold: int = 2
+    seed: int = 0
+
+
+@dataclass
+class ModelParams:
+    """Encoder, decoder and the input bands of the segmentation model."""
+
+    encoder: str = "resnet18"
+    decoder: str = "unet"
+    bands: list[str] = field(default_factory=lambda: [*S2_L2A, "VV", "VH"])
+    weights: str | None = None
+
+
+@dataclass
+class TrainParams:
+    """The fit loop."""
+
+    window_px: int = 128
+    batch_size: int = 16
+    epochs: int = 12
+    windows_per_epoch: int = 512
+    val_windows: int = 192
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    loss: str = "wbce"  # wbce | dice | focal
+    patience: int = 4
+    seed: int = 0
+    threads: int = 2
+
+
+@dataclass
+class PredictParams:
+    """Stitched sliding-window prediction."""
+
+    window_px: int = 256
+    stride_px: int = 192
+    discard_px: int = 32
+    batch_size: int = 8
+    threshold: float = 0.5
+
+
+@dataclass
+class EvaluateParams:
+    """Scores on held-out observations."""
+
+    roles: list[str] = field(default_factory=lambda: ["test"])
+    pixel_sample: int = 20000  # pixels kept for the PR-curve plot
+
+
+@dataclass
+class InferParams:
+    """Monitoring outputs for observations with role `infer`."""
+
+    min_area_ha: float = 0.2
+
+
+@dataclass
+class Params:
+    """All of params.yaml."""
+
+    source: SourceParams = field(default_factory=SourceParams)
+    bands: list[str] = field(default_factory=lambda: list(EXPORT_DEFAULT))
+    world: WorldParams = field(default_factory=WorldParams)
+    labels: LabelsParams = field(default_factory=LabelsParams)
+    aoi: AoiParams = field(default_factory=AoiParams)
+    split: SplitParams = field(default_factory=SplitParams)
+    model: ModelParams = field(default_factory=ModelParams)
+    train: TrainParams = field(default_factory=TrainParams)
+    predict: PredictParams = field(default_factory=PredictParams)
+    evaluate: EvaluateParams = field(default_factory=EvaluateParams)
+    infer: InferParams = field(default_factory=InferParams)
+
+
+def _valid_keys(cls: type, prefix: str) -> str:
+    names = [f.name for f in fields(cls)]
+    return f"valid keys under '{prefix}': {', '.join(names)}" if prefix else ", ".join(names)
+
+
+def _section_class(dotted: str) -> tuple[type, str]:
+    """The dataclass that holds key `dotted` (a.b.c) and the dotted path of that section."""
+    cls: Any = Params
+    parents: list[str] = []
+    for part in dotted.split(".")[:-1]:
+        sub = {f.name: f for f in fields(cls)}.get(part)
+        if sub is None or not is_dataclass(sub.default_factory):
+            break
+        cls = sub.default_factory
+        parents.append(part)
+    return cls, ".".join(parents)
+
+
+def load_params(path: str | Path = "params.yaml") -> Params:
+    """Load and validate params.yaml; unknown keys and wrong types name the key.
+
+    Raises:
+        SandmineError: the file is missing, not YAML, or does not fit the schema.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise SandmineError("file not found", str(path), "run from the project root or pass --params")
+    try:
+        user = OmegaConf.load(path)
+    except Exception as exc:  # yaml errors come in several types
+        raise SandmineError(f"not valid YAML ({exc})", str(path)) from exc
+    try:
+        merged = OmegaConf.merge(OmegaConf.structured(Params), user)
+    except ConfigKeyError as exc:
+        key = str(exc.full_key)
+        cls, parent = _section_class(key)
+        raise SandmineError(
+            f"unknown key '{key}'", str(path), f"check the spelling; {_valid_keys(cls, parent)}"
+        ) from exc
+    except ValidationError as exc:
+        raise SandmineError(
+            f"wrong type for '{exc.full_key}': {exc.msg.splitlines()[0]}",
+            str(path),
+            "give a value of the type shown in src/sandmine/config.py",
+        ) from exc
+    except OmegaConfBaseException as exc:
+        raise SandmineError(f"invalid params ({exc})", str(path)) from exc
+    params: Params = OmegaConf.to_object(merged)  # type: ignore[assignment]
+    _check_values(params, path)
+    return params
+
+
+def _check_values(p: Params, path: Path) -> None:
+    """Range and choice checks that a type alone cannot express."""
+    where = str(path)
+    choices = {
+        "source.kind": (p.source.kind, ["synthetic"]),
+        "labels.source": (p.labels.source, ["synthetic", "labelbox"]),
+        "aoi.rivers": (p.aoi.rivers, ["vector", "water_index"]),
+        "train.loss": (p.train.loss, ["wbce", "dice", "focal"]),
+    }
+    for key, (value, valid) in choices.items():
+        if value not in valid:
+            raise SandmineError(f"'{key}' is '{value}'", where, f"use one of: {', '.join(valid)}")
+    positive = {
+        "aoi.buffer_m": p.aoi.buffer_m,
+        "train.window_px": p.train.window_px,
+        "train.batch_size": p.train.batch_size,
+        "train.epochs": p.train.epochs,
+        "predict.window_px": p.predict.window_px,
+        "predict.stride_px": p.predict.stride_px,
+        "split.n_clusters": p.split.n_clusters,
+    }
+    check_names(p.bands, f"{where}: bands")
+    check_names(p.model.bands, f"{where}: model.bands")
+    for key, value in positive.items():
+        if value <= 0:
+            raise SandmineError(f"'{key}' must be positive, got {value}", where)
+    if p.predict.window_px - 2 * p.predict.discard_px < p.predict.stride_px:
+        raise SandmineError(
+            "prediction windows leave gaps: window_px - 2*discard_px < stride_px",
+            where,
+            "lower 'predict.stride_px' or 'predict.discard_px', or raise 'predict.window_px'",
+        )
+    if p.split.val_clusters + p.split.test_clusters >= p.split.n_clusters:
+        raise SandmineError(
+            "no cluster left for training: val_clusters + test_clusters >= n_clusters",
+            where,
+            "raise 'split.n_clusters' or hold out fewer clusters",
+        )
+    if p.train.window_px % 32:
+        raise SandmineError(
+            f"'train.window_px' is {p.train.window_px}; encoders need a multiple of 32", where
+        )
+    if p.predict.window_px % 32:
+        raise SandmineError(
+            f"'predict.window_px' is {p.predict.window_px}; encoders need a multiple of 32", where
+        )

@@ -1,0 +1,122 @@
+"""Labels: parsed annotations become per-observation GeoJSON and masks on the image grid."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+from pyproj import Transformer
+from rasterio import features
+from shapely.geometry import box, mapping
+from shapely.ops import transform as shp_transform
+
+from sandmine.config import LabelsParams
+from sandmine.errors import SandmineError
+from sandmine.files import write_text
+from sandmine.raster import Grid, read_grid, read_valid, write_cog
+from sandmine.sources.labelbox import LabelRow, parse_row
+
+log = logging.getLogger(__name__)
+MINE, BACKGROUND, IGNORE = 1, 0, 255
+
+
+def rasterize(row: LabelRow, grid: Grid, valid: np.ndarray, params: LabelsParams) -> tuple[np.ndarray, list[dict]]:
+    """The uint8 mask (0 not mine, 1 mine, 255 ignore) and features in EPSG:4326.
+
+    Polygons are clipped to the image; those wholly outside are reported in `row.problems`.
+    """
+    to_img = Transformer.from_crs("EPSG:4326", grid.crs, always_xy=True).transform
+    to_lonlat = Transformer.from_crs(grid.crs, "EPSG:4326", always_xy=True).transform
+    frame = box(*grid.bounds)
+    mine_shapes, ignore_shapes, feats = [], [], []
+    for k, ann in enumerate(row.annotations):
+        geom = shp_transform(lambda x, y: grid.transform * (x, y), ann.geometry) if ann.in_pixels \
+            else shp_transform(to_img, ann.geometry)
+        clipped = geom.intersection(frame)
+        if clipped.is_empty:
+            row.problems.append(f"object {k} ({ann.cls}) lies outside the image; skipped")
+            continue
+        if ann.cls in params.mine_classes:
+            mine_shapes.append(clipped)
+            cls = "mine"
+        elif ann.cls in params.ignore_classes:
+            ignore_shapes.append(clipped)
+            cls = "ignore"
+        else:
+            row.problems.append(f"object {k} has unknown class '{ann.cls}'; skipped")
+            continue
+        feats.append({"type": "Feature", "properties": {"class": cls, "confidence": ann.confidence},
+                      "geometry": mapping(shp_transform(to_lonlat, clipped))})
+    shape = (grid.height, grid.width)
+    mask = np.zeros(shape, np.uint8)
+    if mine_shapes:
+        features.rasterize([(g, MINE) for g in mine_shapes], out=mask, transform=grid.transform)
+    if ignore_shapes:
+        features.rasterize([(g, IGNORE) for g in ignore_shapes], out=mask, transform=grid.transform)
+    mask[~valid] = IGNORE
+    has_mines = bool(mine_shapes)
+    if row.activity is not None and (row.activity == "yes") != has_mines:
+        row.problems.append(f"'mine activity' answer is '{row.activity}' but {len(mine_shapes)} mine polygons")
+    return mask, feats
+
+
+def pull(rows: Iterable[dict], manifest: list[dict], images_dir: Path, out_dir: Path,
+         params: LabelsParams) -> dict[str, float]:
+    """Write `{obs_id}.geojson`, `{obs_id}.tif` and `index.csv` for every labelled observation.
+
+    Rows not marked done, or missing, are listed in the index with status and left out of
+    training; they do not stop the stage. Returns label statistics for metrics/labels.json.
+    """
+    parsed = {}
+    for raw in rows:
+        row = parse_row(raw, params.project_id or None)
+        parsed[row.obs_id] = row
+    index, n_mine, n_valid, n_polys, n_done = [], 0, 0, 0, 0
+    for rec in manifest:
+        if rec["role"] != "labelled":
+            continue
+        obs_id = rec["obs_id"]
+        row = parsed.pop(obs_id, None) or LabelRow(obs_id, "missing", problems=["no row in the export"])
+        if row.status != "done":
+            log.warning("%s: labels %s (%s); left out", obs_id, row.status, "; ".join(row.problems))
+            index.append([obs_id, row.status, 0, 0, "; ".join(row.problems)])
+            continue
+        path = images_dir / rec["file"]
+        grid = read_grid(path)
+        mask, feats = rasterize(row, grid, read_valid(path), params)
+        write_text(out_dir / f"{obs_id}.geojson",
+                   json.dumps({"type": "FeatureCollection", "features": feats}) + "\n")
+        write_cog(out_dir / f"{obs_id}.tif", mask, grid, ["label"], {"values": "0=not mine,1=mine,255=ignore"},
+                  nodata=None)
+        mines = int((mask == MINE).sum())
+        valid = int((mask != IGNORE).sum())
+        n_mine, n_valid, n_done = n_mine + mines, n_valid + valid, n_done + 1
+        n_polys += sum(f["properties"]["class"] == "mine" for f in feats)
+        for p in row.problems:
+            log.warning("%s: %s", obs_id, p)
+        index.append([obs_id, "done", sum(f["properties"]["class"] == "mine" for f in feats),
+                      round(mines / max(valid, 1), 5), "; ".join(row.problems)])
+    for obs_id in sorted(parsed):
+        log.warning("export row '%s' matches no labelled observation; ignored", obs_id)
+    if n_done == 0:
+        raise SandmineError("no observation has finished labels", "labels export",
+                            "finish labelling in Labelbox or check 'labels.project_id'")
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["obs_id", "status", "n_mine_polygons", "mine_fraction", "problems"])
+    w.writerows(index)
+    write_text(out_dir / "index.csv", buf.getvalue())
+    return {"observations_labelled": n_done, "observations_left_out": len(index) - n_done,
+            "mine_polygons": n_polys, "mine_pixel_fraction": n_mine / max(n_valid, 1)}
+
+
+def read_manifest(path: Path) -> list[dict]:
+    if not path.exists():
+        raise SandmineError("image manifest not found", str(path), "run the export stage first")
+    with path.open(newline="") as fh:
+        return list(csv.DictReader(fh))

@@ -1,0 +1,193 @@
+"""Raster grids, CRS helpers, reading images and writing Cloud-Optimized GeoTIFFs atomically."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import rasterio
+from rasterio.crs import CRS
+from rasterio.errors import RasterioIOError
+from rasterio.transform import Affine, from_origin
+
+from sandmine.errors import SandmineError
+from sandmine.files import atomic_path
+
+
+@dataclass(frozen=True)
+class Grid:
+    """A north-up pixel grid: CRS, affine transform and size (rows, cols)."""
+
+    crs: CRS
+    transform: Affine
+    height: int
+    width: int
+
+    @property
+    def res_m(self) -> float:
+        return float(self.transform.a)
+
+    @property
+    def bounds(self) -> tuple[float, float, float, float]:
+        """(left, bottom, right, top) in CRS units."""
+        left, top = self.transform.c, self.transform.f
+        return left, top - self.height * self.res_m, left + self.width * self.res_m, top
+
+    @property
+    def pixel_area_ha(self) -> float:
+        return self.res_m * self.res_m / 10_000.0
+
+
+def utm_crs(lon: float, lat: float) -> CRS:
+    """The WGS 84 / UTM zone CRS that contains (lon, lat)."""
+    zone = int(math.floor((lon + 180.0) / 6.0)) % 60 + 1
+    return CRS.from_epsg((32600 if lat >= 0 else 32700) + zone)
+
+
+def grid_for_bounds(bounds_4326: tuple[float, float, float, float], res_m: float = 10.0) -> Grid:
+    """The UTM grid (zone of the centre) covering a lon/lat box, snapped to `res_m`."""
+    from pyproj import Transformer
+
+    west, south, east, north = bounds_4326
+    crs = utm_crs((west + east) / 2, (south + north) / 2)
+    to_utm = Transformer.from_crs("EPSG:4326", crs, always_xy=True)
+    xs, ys = to_utm.transform([west, east, west, east], [south, south, north, north])
+    left = math.floor(min(xs) / res_m) * res_m
+    right = math.ceil(max(xs) / res_m) * res_m
+    bottom = math.floor(min(ys) / res_m) * res_m
+    top = math.ceil(max(ys) / res_m) * res_m
+    return Grid(
+        crs,
+        from_origin(left, top, res_m, res_m),
+        int(round((top - bottom) / res_m)),
+        int(round((right - left) / res_m)),
+    )
+
+
+def write_cog(
+    path: str | Path,
+    data: np.ndarray,
+    grid: Grid,
+    band_names: list[str] | None = None,
+    tags: dict[str, str] | None = None,
+    nodata: float | None = None,
+    scales: list[float] | None = None,
+) -> None:
+    """Write (C, H, W) or (H, W) `data` as a tiled, compressed COG, atomically.
+
+    Band descriptions name each band so readers select bands by name, not position;
+    `scales` (value = stored × scale) lets integer files carry physical units.
+    """
+    arr = data[None] if data.ndim == 2 else data
+    if arr.shape[1:] != (grid.height, grid.width):
+        raise ValueError(f"array {arr.shape[1:]} does not match grid {(grid.height, grid.width)}")
+    profile = {
+        "driver": "COG",
+        "width": grid.width,
+        "height": grid.height,
+        "count": arr.shape[0],
+        "dtype": arr.dtype.name,
+        "crs": grid.crs,
+        "transform": grid.transform,
+        "compress": "DEFLATE",
+        "predictor": 2 if arr.dtype.kind in "iu" else 3,
+        "blocksize": 256,
+        "nodata": nodata,
+        "BIGTIFF": "IF_SAFER",
+    }
+    with atomic_path(path) as tmp:
+        with rasterio.open(tmp, "w", **profile) as dst:
+            dst.write(arr)
+            for i, name in enumerate(band_names or []):
+                dst.set_band_description(i + 1, name)
+            if scales:
+                dst.scales = tuple(scales)
+            if tags:
+                dst.update_tags(**tags)
+
+
+@dataclass
+class Image:
+    """An image read from disk: (C, H, W) float32 data, band names, grid and tags."""
+
+    data: np.ndarray
+    bands: list[str]
+    grid: Grid
+    tags: dict[str, str]
+
+
+def read_grid(path: str | Path) -> Grid:
+    """The grid of a raster file, without reading pixels."""
+    with _open(path) as src:
+        return Grid(src.crs, src.transform, src.height, src.width)
+
+
+def read_image(path: str | Path, bands: list[str] | None = None) -> Image:
+    """Read an image, optionally only the named bands, as float32 with NaN for nodata.
+
+    Raises:
+        SandmineError: unreadable file, no CRS, unnamed bands, or a requested band missing.
+    """
+    with _open(path) as src:
+        names = [d or "" for d in src.descriptions]
+        if src.crs is None:
+            raise SandmineError(
+                "image has no CRS", str(path), "write it with its UTM CRS (e.g. gdal_edit -a_srs)"
+            )
+        if bands is not None and not all(names):
+            raise SandmineError(
+                "bands have no descriptions, so they cannot be selected by name",
+                str(path),
+                "set band descriptions (B2, B3, …, VV, VH) when exporting",
+            )
+        if bands is None:
+            idx = list(range(len(names)))
+        else:
+            missing = [b for b in bands if b not in names]
+            if missing:
+                raise SandmineError(
+                    f"band(s) {missing} not in image (it has {names})",
+                    str(path),
+                    "export those bands or change 'model.bands'",
+                )
+            idx = [names.index(b) for b in bands]
+        try:
+            data = src.read([i + 1 for i in idx], masked=True).astype(np.float32)
+        except RasterioIOError as exc:
+            raise SandmineError(f"cannot read pixels ({exc})", str(path), "re-export it") from exc
+        scale = np.array([src.scales[i] for i in idx], np.float32)[:, None, None]
+        offset = np.array([src.offsets[i] for i in idx], np.float32)[:, None, None]
+        data = data * scale + offset
+        grid = Grid(src.crs, src.transform, src.height, src.width)
+        return Image(data.filled(np.nan), [names[i] for i in idx], grid, dict(src.tags()))
+
+
+def read_valid(path: str | Path) -> np.ndarray:
+    """(H, W) bool: pixels where every band has data."""
+    with _open(path) as src:
+        return np.asarray(src.dataset_mask()) > 0
+
+
+def read_mask(path: str | Path, grid: Grid | None = None) -> np.ndarray:
+    """Read a single-band uint8 mask, checking it lies on `grid` when given."""
+    with _open(path) as src:
+        if grid is not None and (
+            (src.height, src.width) != (grid.height, grid.width) or src.transform != grid.transform
+        ):
+            raise SandmineError(
+                "mask is not on the image grid", str(path), "re-run the stage that wrote it"
+            )
+        return np.asarray(src.read(1))
+
+
+def _open(path: str | Path) -> rasterio.DatasetReader:
+    if not Path(path).exists():
+        raise SandmineError("file not found", str(path))
+    try:
+        return rasterio.open(path)
+    except RasterioIOError as exc:
+        raise SandmineError(
+            f"not a readable raster ({exc})", str(path), "re-export or re-download it"
+        ) from exc

@@ -1,0 +1,127 @@
+"""Labelbox: read a project's export rows into polygons per observation.
+
+Both export shapes are handled: image projects give `polygon: [{x, y}, …]` in the image's pixel
+coordinates; geospatial (tile layer) projects give a `geojson` geometry in EPSG:4326 lon/lat.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from shapely.geometry import Polygon, shape
+from shapely.geometry.base import BaseGeometry
+
+from sandmine.errors import SandmineError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Annotation:
+    """One drawn polygon. `geometry` is in EPSG:4326 (geojson rows) or pixels (image rows)."""
+
+    cls: str
+    geometry: BaseGeometry
+    confidence: str
+    in_pixels: bool
+
+
+@dataclass
+class LabelRow:
+    """The labels of one observation (one data row) and what quality control found."""
+
+    obs_id: str
+    status: str
+    annotations: list[Annotation] = field(default_factory=list)
+    activity: str | None = None
+    problems: list[str] = field(default_factory=list)
+
+
+def _radio(classifications: list[dict], name: str) -> str | None:
+    for c in classifications or []:
+        if c.get("name") == name or c.get("value") == name.replace(" ", "_"):
+            answer = c.get("radio_answer") or {}
+            return answer.get("value") or answer.get("name")
+    return None
+
+
+def parse_row(row: dict, project_id: str | None = None) -> LabelRow:
+    """Parse one export row (a pure function, tested on recorded rows).
+
+    Raises:
+        SandmineError: the row lacks a global key or the project is not in it.
+    """
+    data_row = row.get("data_row") or {}
+    obs_id = data_row.get("global_key")
+    if not obs_id:
+        raise SandmineError("export row has no data_row.global_key", f"data row {data_row.get('id')}",
+                            "set global_key = obs_id when pushing rows")
+    projects = row.get("projects") or {}
+    if project_id is None:
+        if len(projects) != 1:
+            raise SandmineError(f"row is in {len(projects)} projects", obs_id, "set 'labels.project_id'")
+        project_id = next(iter(projects))
+    project = projects.get(project_id)
+    if project is None:
+        return LabelRow(obs_id, "missing", problems=[f"not in project {project_id}"])
+    status = (project.get("project_details") or {}).get("workflow_status", "")
+    labels = project.get("labels") or []
+    if status != "DONE" or not labels:
+        return LabelRow(obs_id, "not_done", problems=[f"workflow_status={status or 'none'}, labels={len(labels)}"])
+    out = LabelRow(obs_id, "done")
+    ann = labels[-1].get("annotations") or {}  # the latest label wins
+    out.activity = _radio(ann.get("classifications", []), "mine activity")
+    for k, obj in enumerate(ann.get("objects") or []):
+        conf = _radio(obj.get("classifications", []), "confidence") or "high"
+        name = obj.get("value") or obj.get("name") or ""
+        if "geojson" in obj:
+            geom, in_px = shape(obj["geojson"]), False
+        elif "polygon" in obj:
+            pts = [(p["x"], p["y"]) for p in obj["polygon"]]
+            geom, in_px = (Polygon(pts) if len(pts) >= 3 else Polygon()), True
+        else:
+            out.problems.append(f"object {k} ({name}) has no polygon; skipped")
+            continue
+        if not geom.is_valid:
+            geom = geom.buffer(0)
+            out.problems.append(f"object {k} ({name}) was self-intersecting; repaired")
+        if geom.is_empty:
+            out.problems.append(f"object {k} ({name}) is empty; skipped")
+            continue
+        out.annotations.append(Annotation(name, geom, conf, in_px))
+    return out
+
+
+def read_ndjson(path: str | Path) -> Iterator[dict]:
+    """Rows of an NDJSON export file, with the line number in any error."""
+    with open(path) as fh:
+        for line_no, line in enumerate(fh, start=1):
+            if line.strip():
+                try:
+                    yield json.loads(line)
+                except json.JSONDecodeError as exc:
+                    raise SandmineError(f"line {line_no} is not JSON ({exc})", str(path)) from exc
+
+
+def fetch_export(project_id: str) -> Iterable[dict]:
+    """Export a Labelbox project's rows with the labelbox SDK (needs LABELBOX_API_KEY)."""
+    key = os.environ.get("LABELBOX_API_KEY")
+    if not key:
+        raise SandmineError("LABELBOX_API_KEY is not set", "environment",
+                            "export LABELBOX_API_KEY=… (never put it in params.yaml)")
+    if not project_id:
+        raise SandmineError("'labels.project_id' is empty", "params.yaml", "give the Labelbox project id")
+    import labelbox as lb
+
+    project = lb.Client(api_key=key).get_project(project_id)
+    task = project.export(params={"data_row_details": True, "label_details": True,
+                                  "project_details": True, "performance_details": False})
+    task.wait_till_done()
+    if task.has_errors():
+        raise SandmineError(f"Labelbox export failed: {task.errors}", f"project {project_id}")
+    return (json.loads(r.json) if isinstance(r.json, str) else r.json for r in task.get_buffered_stream())

@@ -1,0 +1,40 @@
+"""Polygons of predicted mining with their area in hectares and mean probability."""
+
+from __future__ import annotations
+
+import numpy as np
+from pyproj import Transformer
+from rasterio import features
+from shapely.geometry import mapping, shape
+from shapely.ops import transform as shp_transform
+
+from sandmine.raster import Grid
+
+
+def polygons(prob: np.ndarray, grid: Grid, threshold: float, min_area_ha: float,
+             properties: dict[str, str]) -> list[dict]:
+    """GeoJSON features (EPSG:4326) of connected areas with `prob >= threshold`.
+
+    Each has `area_ha` (computed in the image's metric CRS), `mean_prob`, and `properties`.
+    """
+    mask = (prob >= threshold).astype(np.uint8)
+    regions, _ = _label(mask)
+    to_lonlat = Transformer.from_crs(grid.crs, "EPSG:4326", always_xy=True).transform
+    out = []
+    for geom, value in features.shapes(regions, mask=mask > 0, transform=grid.transform):
+        poly = shape(geom)
+        area_ha = poly.area / 10_000.0
+        if area_ha < min_area_ha:
+            continue
+        mean_prob = float(prob[regions == int(value)].mean())
+        out.append({"type": "Feature",
+                    "properties": {**properties, "area_ha": round(area_ha, 3), "mean_prob": round(mean_prob, 3)},
+                    "geometry": mapping(shp_transform(to_lonlat, poly))})
+    return out
+
+
+def _label(mask: np.ndarray) -> tuple[np.ndarray, int]:
+    from scipy import ndimage
+
+    regions, n = ndimage.label(mask)
+    return regions.astype(np.int32), n

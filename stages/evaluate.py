@@ -1,0 +1,16 @@
+"""Stage evaluate: stitched prediction on held-out observations -> pooled scores and plots."""
+
+from pathlib import Path
+
+from sandmine import steps
+from sandmine.cli import run
+
+
+def args(p):
+    for name in ("model", "images", "labels", "aoi", "split", "out", "metrics", "plots"):
+        p.add_argument(f"--{name}", type=Path, required=True)
+
+
+if __name__ == "__main__":
+    run(__doc__, args, lambda prm, a: steps.evaluate(prm, a.model, a.images, a.labels, a.aoi, a.split,
+                                                    a.out, a.metrics, a.plots))

@@ -1,0 +1,17 @@
+"""Stage export: sites × dates -> one COG per observation (+ what the source delivers besides)."""
+
+from pathlib import Path
+
+from sandmine import steps
+from sandmine.cli import run
+
+
+def args(p):
+    p.add_argument("--sites", type=Path, required=True)
+    p.add_argument("--observations", type=Path, required=True)
+    p.add_argument("--images", type=Path, required=True)
+    p.add_argument("--source-out", type=Path, required=True)
+
+
+if __name__ == "__main__":
+    run(__doc__, args, lambda prm, a: steps.export(prm, a.sites, a.observations, a.images, a.source_out))

@@ -1,0 +1,15 @@
+"""Stage infer: probability COGs, masks, polygons and a map report for `infer` observations."""
+
+from pathlib import Path
+
+from sandmine import steps
+from sandmine.cli import run
+
+
+def args(p):
+    for name in ("model", "images", "split", "out", "metrics", "report"):
+        p.add_argument(f"--{name}", type=Path, required=True)
+
+
+if __name__ == "__main__":
+    run(__doc__, args, lambda prm, a: steps.infer(prm, a.model, a.images, a.split, a.out, a.metrics, a.report))

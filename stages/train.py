@@ -1,0 +1,28 @@
+"""Stage train: fit the encoder-decoder on AOI windows; DVCLive logs the curves."""
+
+from pathlib import Path
+
+from dvclive import Live
+
+from sandmine import steps
+from sandmine.cli import run
+
+
+def args(p):
+    for name in ("images", "labels", "aoi", "split", "model", "metrics", "live"):
+        p.add_argument(f"--{name}", type=Path, required=True)
+
+
+def body(prm, a):
+    # DVCLive must not rewrite dvc.yaml or make experiments of its own (see FIELD_NOTES)
+    with Live(str(a.live), dvcyaml=None, save_dvc_exp=False, report=None) as live:
+        def on_epoch(epoch, metrics):
+            for key, value in metrics.items():
+                live.log_metric(key, round(value, 5))
+            live.next_step()
+
+        steps.train(prm, a.images, a.labels, a.aoi, a.split, a.model, a.metrics, on_epoch)
+
+
+if __name__ == "__main__":
+    run(__doc__, args, body)
