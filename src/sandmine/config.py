@@ -75,8 +75,8 @@ class TrainParams:
 
     window_px: int = 128
     batch_size: int = 16
-    epochs: int = 12
-    windows_per_epoch: int = 512
+    epochs: int = 10
+    windows_per_epoch: int = 384
     val_windows: int = 192
     lr: float = 1e-3
     weight_decay: float = 1e-4

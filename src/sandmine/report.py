@@ -76,7 +76,9 @@ def map_report(entries: list[dict], series: dict[str, list[tuple[str, float]]], 
     parts.append("<h1>Predicted sand mining</h1><h2>Mined area by site and date</h2>")
     for site, points in sorted(series.items()):
         fig, ax = plt.subplots(figsize=(5, 2.5))
-        ax.plot([d for d, _ in points], [a for _, a in points], marker="o")
+        dates = [np.datetime64(d) if d else np.datetime64("NaT") for d, _ in points]
+        ax.plot(dates, [a for _, a in points], marker="o")
+        fig.autofmt_xdate()
         ax.set_ylabel("mined area (ha)")
         ax.set_title(site)
         parts.append(f"<img alt='time series {html.escape(site)}' src='data:image/png;base64,{_png_b64(fig)}'>")
