@@ -12,5 +12,8 @@ def args(p):
 
 
 if __name__ == "__main__":
-    run(__doc__, args, lambda prm, a: steps.evaluate(prm, a.model, a.images, a.labels, a.aoi, a.split,
-                                                    a.out, a.metrics, a.plots))
+    run(
+        __doc__,
+        args,
+        lambda prm, a: steps.evaluate(prm, a.model, a.images, a.labels, a.aoi, a.split, a.out, a.metrics, a.plots),
+    )

@@ -16,5 +16,6 @@ def args(p):
 
 
 if __name__ == "__main__":
-    run(__doc__, args, lambda prm, a: steps.make_split(prm, a.sites, a.observations, a.labels, a.out,
-                                                      a.metrics, a.plot))
+    run(
+        __doc__, args, lambda prm, a: steps.make_split(prm, a.sites, a.observations, a.labels, a.out, a.metrics, a.plot)
+    )

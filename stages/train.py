@@ -16,6 +16,7 @@ def args(p):
 def body(prm, a):
     # DVCLive must not rewrite dvc.yaml or make experiments of its own (see FIELD_NOTES)
     with Live(str(a.live), dvcyaml=None, save_dvc_exp=False, report=None) as live:
+
         def on_epoch(epoch, metrics):
             for key, value in metrics.items():
                 live.log_metric(key, round(value, 5))

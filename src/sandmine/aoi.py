@@ -6,33 +6,31 @@ import json
 from pathlib import Path
 
 import numpy as np
-from pyproj import Transformer
 from rasterio import features
 from scipy import ndimage
 from shapely.geometry import box, mapping, shape
 from shapely.geometry.base import BaseGeometry
-from shapely.ops import transform as shp_transform
 from shapely.ops import unary_union
 
 from sandmine.config import AoiParams
 from sandmine.errors import SandmineError
-from sandmine.raster import Grid, Image
+from sandmine.raster import Grid, Image, to_crs
 
 
 def read_rivers(path: Path) -> list[BaseGeometry]:
     """River geometries (any type) in EPSG:4326 from a GeoJSON file."""
     if not path.exists():
-        raise SandmineError("rivers file not found", str(path),
-                            "use a source that delivers rivers, or set 'aoi.rivers: water_index'")
+        raise SandmineError(
+            "rivers file not found", str(path), "use a source that delivers rivers, or set 'aoi.rivers: water_index'"
+        )
     doc = json.loads(path.read_text())
     return [shape(f["geometry"]) for f in doc.get("features", []) if f.get("geometry")]
 
 
 def from_vector(rivers: list[BaseGeometry], grid: Grid, params: AoiParams) -> BaseGeometry:
     """AOI polygon in the image CRS: rivers simplified by `simplify_m`, buffered by `buffer_m`."""
-    to_img = Transformer.from_crs("EPSG:4326", grid.crs, always_xy=True).transform
     reach = box(*grid.bounds).buffer(params.buffer_m)
-    parts = [shp_transform(to_img, g) for g in rivers]
+    parts = [to_crs(g, "EPSG:4326", grid.crs) for g in rivers]
     near = [p.intersection(reach) for p in parts if p.intersects(reach)]
     river = unary_union(near) if near else box(0, 0, 0, 0)
     return river.simplify(params.simplify_m).buffer(params.buffer_m).intersection(box(*grid.bounds))
@@ -42,7 +40,7 @@ def water_mask(image: Image) -> np.ndarray:
     """Open water from the modified normalised difference water index (B3, B11)."""
     g, s = image.data[image.bands.index("B3")], image.data[image.bands.index("B11")]
     mndwi = (g - s) / np.maximum(g + s, 1e-6)
-    water = ndimage.binary_opening(np.nan_to_num(mndwi) > 0.2, iterations=2)
+    water = ndimage.binary_opening(np.nan_to_num(mndwi) > 0.2, iterations=1)
     labels, n = ndimage.label(water)
     if n == 0:
         return water
@@ -65,8 +63,10 @@ def rasterize(poly: BaseGeometry, grid: Grid) -> np.ndarray:
     """(H, W) bool mask of a polygon on the grid."""
     if poly.is_empty:
         return np.zeros((grid.height, grid.width), bool)
-    return features.rasterize([(poly, 1)], out_shape=(grid.height, grid.width),
-                              transform=grid.transform, dtype="uint8") > 0
+    return (
+        features.rasterize([(poly, 1)], out_shape=(grid.height, grid.width), transform=grid.transform, dtype="uint8")
+        > 0
+    )
 
 
 def polygon_of(mask: np.ndarray, grid: Grid) -> BaseGeometry:
@@ -76,7 +76,13 @@ def polygon_of(mask: np.ndarray, grid: Grid) -> BaseGeometry:
 
 
 def to_geojson(poly: BaseGeometry, grid: Grid, obs_id: str) -> dict:
-    to_lonlat = Transformer.from_crs(grid.crs, "EPSG:4326", always_xy=True).transform
-    return {"type": "FeatureCollection", "features": [
-        {"type": "Feature", "properties": {"obs_id": obs_id},
-         "geometry": mapping(shp_transform(to_lonlat, poly))}]}
+    return {
+        "type": "FeatureCollection",
+        "features": [
+            {
+                "type": "Feature",
+                "properties": {"obs_id": obs_id},
+                "geometry": mapping(to_crs(poly, grid.crs, "EPSG:4326")),
+            }
+        ],
+    }

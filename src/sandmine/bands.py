@@ -57,9 +57,7 @@ def check_names(names: list[str], where: str) -> None:
     """Raise if any name is not a catalogued band."""
     unknown = [n for n in names if n not in CATALOGUE]
     if unknown:
-        raise SandmineError(
-            f"unknown band(s) {unknown}", where, f"use names from: {', '.join(CATALOGUE)}"
-        )
+        raise SandmineError(f"unknown band(s) {unknown}", where, f"use names from: {', '.join(CATALOGUE)}")
 
 
 def select(available: list[str], wanted: list[str], where: str) -> list[int]:

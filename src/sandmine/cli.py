@@ -11,8 +11,11 @@ from sandmine.config import Params, load_params
 from sandmine.errors import SandmineError
 
 
-def run(description: str, add_args: Callable[[argparse.ArgumentParser], None],
-        body: Callable[[Params, argparse.Namespace], None]) -> None:
+def run(
+    description: str,
+    add_args: Callable[[argparse.ArgumentParser], None],
+    body: Callable[[Params, argparse.Namespace], None],
+) -> None:
     """Parse arguments (every stage takes --params), load params, run `body`.
 
     A SandmineError ends the stage with exit code 1 and its message, no traceback.

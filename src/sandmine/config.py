@@ -12,6 +12,7 @@ from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationE
 from sandmine.bands import EXPORT_DEFAULT, S2_L2A, check_names
 from sandmine.errors import SandmineError
 
+
 @dataclass
 class SourceParams:
     """Where images come from: the embedded synthetic world, or real services."""
@@ -26,6 +27,7 @@ class WorldParams:
     seed: int = 7
     mine_density: float = 0.7  # scales the number of mining areas per km of river
     cloud_probability: float = 0.3  # chance that an observation has clouds
+    haze_probability: float = 0.5  # chance of thin haze
     annotator_miss_ha: float = 0.4  # mines smaller than this are often missed by annotators
 
 
@@ -170,7 +172,7 @@ def load_params(path: str | Path = "params.yaml") -> Params:
         ) from exc
     except ValidationError as exc:
         raise SandmineError(
-            f"wrong type for '{exc.full_key}': {exc.msg.splitlines()[0]}",
+            f"wrong type for '{exc.full_key}': {str(exc.msg).splitlines()[0]}",
             str(path),
             "give a value of the type shown in src/sandmine/config.py",
         ) from exc
@@ -190,10 +192,10 @@ def _check_values(p: Params, path: Path) -> None:
         "aoi.rivers": (p.aoi.rivers, ["vector", "water_index"]),
         "train.loss": (p.train.loss, ["wbce", "dice", "focal"]),
     }
-    for key, (value, valid) in choices.items():
-        if value not in valid:
-            raise SandmineError(f"'{key}' is '{value}'", where, f"use one of: {', '.join(valid)}")
-    positive = {
+    for key, (choice, valid) in choices.items():
+        if choice not in valid:
+            raise SandmineError(f"'{key}' is '{choice}'", where, f"use one of: {', '.join(valid)}")
+    positive: dict[str, float] = {
         "aoi.buffer_m": p.aoi.buffer_m,
         "train.window_px": p.train.window_px,
         "train.batch_size": p.train.batch_size,
@@ -220,10 +222,6 @@ def _check_values(p: Params, path: Path) -> None:
             "raise 'split.n_clusters' or hold out fewer clusters",
         )
     if p.train.window_px % 32:
-        raise SandmineError(
-            f"'train.window_px' is {p.train.window_px}; encoders need a multiple of 32", where
-        )
+        raise SandmineError(f"'train.window_px' is {p.train.window_px}; encoders need a multiple of 32", where)
     if p.predict.window_px % 32:
-        raise SandmineError(
-            f"'predict.window_px' is {p.predict.window_px}; encoders need a multiple of 32", where
-        )
+        raise SandmineError(f"'predict.window_px' is {p.predict.window_px}; encoders need a multiple of 32", where)

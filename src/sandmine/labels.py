@@ -10,15 +10,14 @@ from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
-from pyproj import Transformer
 from rasterio import features
 from shapely.geometry import box, mapping
-from shapely.ops import transform as shp_transform
+from tqdm import tqdm
 
 from sandmine.config import LabelsParams
 from sandmine.errors import SandmineError
 from sandmine.files import write_text
-from sandmine.raster import Grid, read_grid, read_valid, write_cog
+from sandmine.raster import Grid, pixels_to_map, read_grid, read_valid, to_crs, write_cog
 from sandmine.sources.labelbox import LabelRow, parse_row
 
 log = logging.getLogger(__name__)
@@ -30,13 +29,14 @@ def rasterize(row: LabelRow, grid: Grid, valid: np.ndarray, params: LabelsParams
 
     Polygons are clipped to the image; those wholly outside are reported in `row.problems`.
     """
-    to_img = Transformer.from_crs("EPSG:4326", grid.crs, always_xy=True).transform
-    to_lonlat = Transformer.from_crs(grid.crs, "EPSG:4326", always_xy=True).transform
     frame = box(*grid.bounds)
     mine_shapes, ignore_shapes, feats = [], [], []
     for k, ann in enumerate(row.annotations):
-        geom = shp_transform(lambda x, y: grid.transform * (x, y), ann.geometry) if ann.in_pixels \
-            else shp_transform(to_img, ann.geometry)
+        geom = (
+            pixels_to_map(ann.geometry, grid.transform)
+            if ann.in_pixels
+            else to_crs(ann.geometry, "EPSG:4326", grid.crs)
+        )
         clipped = geom.intersection(frame)
         if clipped.is_empty:
             row.problems.append(f"object {k} ({ann.cls}) lies outside the image; skipped")
@@ -50,8 +50,13 @@ def rasterize(row: LabelRow, grid: Grid, valid: np.ndarray, params: LabelsParams
         else:
             row.problems.append(f"object {k} has unknown class '{ann.cls}'; skipped")
             continue
-        feats.append({"type": "Feature", "properties": {"class": cls, "confidence": ann.confidence},
-                      "geometry": mapping(shp_transform(to_lonlat, clipped))})
+        feats.append(
+            {
+                "type": "Feature",
+                "properties": {"class": cls, "confidence": ann.confidence},
+                "geometry": mapping(to_crs(clipped, grid.crs, "EPSG:4326")),
+            }
+        )
     shape = (grid.height, grid.width)
     mask = np.zeros(shape, np.uint8)
     if mine_shapes:
@@ -65,8 +70,9 @@ def rasterize(row: LabelRow, grid: Grid, valid: np.ndarray, params: LabelsParams
     return mask, feats
 
 
-def pull(rows: Iterable[dict], manifest: list[dict], images_dir: Path, out_dir: Path,
-         params: LabelsParams) -> dict[str, float]:
+def pull(
+    rows: Iterable[dict], manifest: list[dict], images_dir: Path, out_dir: Path, params: LabelsParams
+) -> dict[str, float]:
     """Write `{obs_id}.geojson`, `{obs_id}.tif` and `index.csv` for every labelled observation.
 
     Rows not marked done, or missing, are listed in the index with status and left out of
@@ -77,11 +83,11 @@ def pull(rows: Iterable[dict], manifest: list[dict], images_dir: Path, out_dir: 
         row = parse_row(raw, params.project_id or None)
         parsed[row.obs_id] = row
     index, n_mine, n_valid, n_polys, n_done = [], 0, 0, 0, 0
-    for rec in manifest:
+    for rec in tqdm(manifest, desc="labels", unit="obs"):
         if rec["role"] != "labelled":
             continue
         obs_id = rec["obs_id"]
-        row = parsed.pop(obs_id, None) or LabelRow(obs_id, "missing", problems=["no row in the export"])
+        row = parsed.pop(obs_id, None) or LabelRow(obs_id, "missing", problems=["no row in the export"])  # type: ignore[arg-type]
         if row.status != "done":
             log.warning("%s: labels %s (%s); left out", obs_id, row.status, "; ".join(row.problems))
             index.append([obs_id, row.status, 0, 0, "; ".join(row.problems)])
@@ -89,30 +95,44 @@ def pull(rows: Iterable[dict], manifest: list[dict], images_dir: Path, out_dir: 
         path = images_dir / rec["file"]
         grid = read_grid(path)
         mask, feats = rasterize(row, grid, read_valid(path), params)
-        write_text(out_dir / f"{obs_id}.geojson",
-                   json.dumps({"type": "FeatureCollection", "features": feats}) + "\n")
-        write_cog(out_dir / f"{obs_id}.tif", mask, grid, ["label"], {"values": "0=not mine,1=mine,255=ignore"},
-                  nodata=None)
+        write_text(out_dir / f"{obs_id}.geojson", json.dumps({"type": "FeatureCollection", "features": feats}) + "\n")
+        write_cog(
+            out_dir / f"{obs_id}.tif", mask, grid, ["label"], {"values": "0=not mine,1=mine,255=ignore"}, nodata=None
+        )
         mines = int((mask == MINE).sum())
         valid = int((mask != IGNORE).sum())
         n_mine, n_valid, n_done = n_mine + mines, n_valid + valid, n_done + 1
         n_polys += sum(f["properties"]["class"] == "mine" for f in feats)
         for p in row.problems:
             log.warning("%s: %s", obs_id, p)
-        index.append([obs_id, "done", sum(f["properties"]["class"] == "mine" for f in feats),
-                      round(mines / max(valid, 1), 5), "; ".join(row.problems)])
+        index.append(
+            [
+                obs_id,
+                "done",
+                sum(f["properties"]["class"] == "mine" for f in feats),
+                round(mines / max(valid, 1), 5),
+                "; ".join(row.problems),
+            ]
+        )
     for obs_id in sorted(parsed):
         log.warning("export row '%s' matches no labelled observation; ignored", obs_id)
     if n_done == 0:
-        raise SandmineError("no observation has finished labels", "labels export",
-                            "finish labelling in Labelbox or check 'labels.project_id'")
+        raise SandmineError(
+            "no observation has finished labels",
+            "labels export",
+            "finish labelling in Labelbox or check 'labels.project_id'",
+        )
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(["obs_id", "status", "n_mine_polygons", "mine_fraction", "problems"])
     w.writerows(index)
     write_text(out_dir / "index.csv", buf.getvalue())
-    return {"observations_labelled": n_done, "observations_left_out": len(index) - n_done,
-            "mine_polygons": n_polys, "mine_pixel_fraction": n_mine / max(n_valid, 1)}
+    return {
+        "observations_labelled": n_done,
+        "observations_left_out": len(index) - n_done,
+        "mine_polygons": n_polys,
+        "mine_pixel_fraction": n_mine / max(n_valid, 1),
+    }
 
 
 def read_manifest(path: Path) -> list[dict]:

@@ -18,8 +18,7 @@ def normalise(image: np.ndarray, bands: list[str], mean: np.ndarray, std: np.nda
 
 
 @torch.no_grad()
-def predict(model: nn.Module, image: np.ndarray, window: int, stride: int, discard: int,
-            batch_size: int) -> np.ndarray:
+def predict(model: nn.Module, image: np.ndarray, window: int, stride: int, discard: int, batch_size: int) -> np.ndarray:
     """Probability of mining for every pixel.
 
     Args:
@@ -42,11 +41,11 @@ def predict(model: nn.Module, image: np.ndarray, window: int, stride: int, disca
     starts = grid(h, w, window, stride)
     model.eval()
     for b in range(0, len(starts), batch_size):
-        batch = starts[b:b + batch_size]
-        x = torch.from_numpy(np.stack([image[:, r:r + window, q:q + window] for r, q in batch]))
+        batch = starts[b : b + batch_size]
+        x = torch.from_numpy(np.stack([image[:, r : r + window, q : q + window] for r, q in batch]))
         prob = torch.sigmoid(model(x))[:, 0].numpy()
         for (r, q), p in zip(batch, prob):
             rs, cs = keep_region(r, q, window, h, w, discard)
-            total[r + rs.start:r + rs.stop, q + cs.start:q + cs.stop] += p[rs, cs]
-            count[r + rs.start:r + rs.stop, q + cs.start:q + cs.stop] += 1
+            total[r + rs.start : r + rs.stop, q + cs.start : q + cs.stop] += p[rs, cs]
+            count[r + rs.start : r + rs.stop, q + cs.start : q + cs.stop] += 1
     return total / np.maximum(count, 1)

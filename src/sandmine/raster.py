@@ -8,9 +8,13 @@ from pathlib import Path
 
 import numpy as np
 import rasterio
+import shapely
+from pyproj import Transformer
 from rasterio.crs import CRS
 from rasterio.errors import RasterioIOError
 from rasterio.transform import Affine, from_origin
+from shapely.affinity import affine_transform
+from shapely.geometry.base import BaseGeometry
 
 from sandmine.errors import SandmineError
 from sandmine.files import atomic_path
@@ -40,6 +44,18 @@ class Grid:
         return self.res_m * self.res_m / 10_000.0
 
 
+def to_crs(geom: BaseGeometry, src: CRS | str, dst: CRS | str) -> BaseGeometry:
+    """`geom` reprojected from `src` to `dst` (lon/lat axis order for geographic CRSs)."""
+    t = Transformer.from_crs(src, dst, always_xy=True)
+    return shapely.transform(geom, lambda xy: np.column_stack(t.transform(xy[:, 0], xy[:, 1])))
+
+
+def pixels_to_map(geom: BaseGeometry, transform: Affine) -> BaseGeometry:
+    """`geom` in pixel coordinates (x = column, y = row) to map coordinates of `transform`."""
+    t = transform
+    return affine_transform(geom, [t.a, t.b, t.d, t.e, t.c, t.f])
+
+
 def utm_crs(lon: float, lat: float) -> CRS:
     """The WGS 84 / UTM zone CRS that contains (lon, lat)."""
     zone = int(math.floor((lon + 180.0) / 6.0)) % 60 + 1
@@ -48,8 +64,6 @@ def utm_crs(lon: float, lat: float) -> CRS:
 
 def grid_for_bounds(bounds_4326: tuple[float, float, float, float], res_m: float = 10.0) -> Grid:
     """The UTM grid (zone of the centre) covering a lon/lat box, snapped to `res_m`."""
-    from pyproj import Transformer
-
     west, south, east, north = bounds_4326
     crs = utm_crs((west + east) / 2, (south + north) / 2)
     to_utm = Transformer.from_crs("EPSG:4326", crs, always_xy=True)
@@ -133,9 +147,7 @@ def read_image(path: str | Path, bands: list[str] | None = None) -> Image:
     with _open(path) as src:
         names = [d or "" for d in src.descriptions]
         if src.crs is None:
-            raise SandmineError(
-                "image has no CRS", str(path), "write it with its UTM CRS (e.g. gdal_edit -a_srs)"
-            )
+            raise SandmineError("image has no CRS", str(path), "write it with its UTM CRS (e.g. gdal_edit -a_srs)")
         if bands is not None and not all(names):
             raise SandmineError(
                 "bands have no descriptions, so they cannot be selected by name",
@@ -176,9 +188,7 @@ def read_mask(path: str | Path, grid: Grid | None = None) -> np.ndarray:
         if grid is not None and (
             (src.height, src.width) != (grid.height, grid.width) or src.transform != grid.transform
         ):
-            raise SandmineError(
-                "mask is not on the image grid", str(path), "re-run the stage that wrote it"
-            )
+            raise SandmineError("mask is not on the image grid", str(path), "re-run the stage that wrote it")
         return np.asarray(src.read(1))
 
 
@@ -188,6 +198,4 @@ def _open(path: str | Path) -> rasterio.DatasetReader:
     try:
         return rasterio.open(path)
     except RasterioIOError as exc:
-        raise SandmineError(
-            f"not a readable raster ({exc})", str(path), "re-export or re-download it"
-        ) from exc
+        raise SandmineError(f"not a readable raster ({exc})", str(path), "re-export or re-download it") from exc

@@ -15,8 +15,10 @@ import numpy as np  # noqa: E402
 
 from sandmine.files import atomic_path, write_text  # noqa: E402
 
-SYNTHETIC_BANNER = ("SYNTHETIC DATA: these images and labels come from sandmine's embedded world, "
-                    "not from satellites. Numbers here say nothing about real rivers.")
+SYNTHETIC_BANNER = (
+    "SYNTHETIC DATA: these images and labels come from sandmine's embedded world, "
+    "not from satellites. Numbers here say nothing about real rivers."
+)
 
 
 def true_colour(image: np.ndarray, bands: list[str]) -> np.ndarray:
@@ -61,16 +63,17 @@ def _png_b64(fig: plt.Figure) -> str:
     return base64.b64encode(buf.getvalue()).decode()
 
 
-def map_report(entries: list[dict], series: dict[str, list[tuple[str, float]]], synthetic: bool,
-               path: Path) -> None:
+def map_report(entries: list[dict], series: dict[str, list[tuple[str, float]]], synthetic: bool, path: Path) -> None:
     """A self-contained HTML page: per observation a thumbnail with predicted polygons' areas,
     per site the mined area over time. `entries` items: obs_id, site_id, date, rgb, prob,
     area_ha, n_polygons."""
-    parts = ["<!doctype html><html><head><meta charset='utf-8'><title>sandmine map report</title>",
-             "<style>body{font-family:sans-serif;margin:1.5em}.banner{background:#b00;color:#fff;"
-             "padding:.6em;font-weight:bold}.obs{display:inline-block;margin:.5em;vertical-align:top}"
-             "table{border-collapse:collapse}td,th{border:1px solid #999;padding:.2em .5em}</style>",
-             "</head><body>"]
+    parts = [
+        "<!doctype html><html><head><meta charset='utf-8'><title>sandmine map report</title>",
+        "<style>body{font-family:sans-serif;margin:1.5em}.banner{background:#b00;color:#fff;"
+        "padding:.6em;font-weight:bold}.obs{display:inline-block;margin:.5em;vertical-align:top}"
+        "table{border-collapse:collapse}td,th{border:1px solid #999;padding:.2em .5em}</style>",
+        "</head><body>",
+    ]
     if synthetic:
         parts.append(f"<div class='banner' id='synthetic-banner'>{html.escape(SYNTHETIC_BANNER)}</div>")
     parts.append("<h1>Predicted sand mining</h1><h2>Mined area by site and date</h2>")
@@ -82,11 +85,15 @@ def map_report(entries: list[dict], series: dict[str, list[tuple[str, float]]], 
         ax.set_ylabel("mined area (ha)")
         ax.set_title(site)
         parts.append(f"<img alt='time series {html.escape(site)}' src='data:image/png;base64,{_png_b64(fig)}'>")
-    parts.append("<h2>Observations</h2><table><tr><th>observation</th><th>site</th><th>date</th>"
-                 "<th>polygons</th><th>area (ha)</th></tr>")
+    parts.append(
+        "<h2>Observations</h2><table><tr><th>observation</th><th>site</th><th>date</th>"
+        "<th>polygons</th><th>area (ha)</th></tr>"
+    )
     for e in entries:
-        parts.append(f"<tr><td>{html.escape(e['obs_id'])}</td><td>{html.escape(e['site_id'])}</td>"
-                     f"<td>{e['date']}</td><td>{e['n_polygons']}</td><td>{e['area_ha']:.1f}</td></tr>")
+        parts.append(
+            f"<tr><td>{html.escape(e['obs_id'])}</td><td>{html.escape(e['site_id'])}</td>"
+            f"<td>{e['date']}</td><td>{e['n_polygons']}</td><td>{e['area_ha']:.1f}</td></tr>"
+        )
     parts.append("</table>")
     for e in entries:
         fig, ax = plt.subplots(figsize=(4, 4))
@@ -94,8 +101,9 @@ def map_report(entries: list[dict], series: dict[str, list[tuple[str, float]]], 
         ax.imshow(np.ma.masked_where(e["prob"] < 0.5, e["prob"]), cmap="autumn", alpha=0.6, vmin=0.5, vmax=1)
         ax.set_axis_off()
         ax.set_title(e["obs_id"], fontsize=8)
-        parts.append(f"<div class='obs'><img alt='{html.escape(e['obs_id'])}' "
-                     f"src='data:image/png;base64,{_png_b64(fig)}'></div>")
+        parts.append(
+            f"<div class='obs'><img alt='{html.escape(e['obs_id'])}' src='data:image/png;base64,{_png_b64(fig)}'></div>"
+        )
     parts.append("</body></html>\n")
     write_text(path, "\n".join(parts))
 

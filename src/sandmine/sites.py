@@ -50,9 +50,7 @@ def read_sites(path: str | Path) -> dict[str, Site]:
     path = Path(path)
     where = str(path)
     if not path.exists():
-        raise SandmineError(
-            "sites file not found", where, "create it (see README, 'Sites and observations')"
-        )
+        raise SandmineError("sites file not found", where, "create it (see README, 'Sites and observations')")
     try:
         doc = json.loads(path.read_text())
     except json.JSONDecodeError as exc:
@@ -118,9 +116,7 @@ def read_observations(path: str | Path, sites: dict[str, Site]) -> list[Observat
         if role not in ROLES:
             raise SandmineError(f"role '{role}' is not one of {ROLES}", at)
         if obs_id != f"{site_id}_{date.isoformat()}":
-            raise SandmineError(
-                f"obs_id '{obs_id}' should be '{site_id}_{date.isoformat()}'", at
-            )
+            raise SandmineError(f"obs_id '{obs_id}' should be '{site_id}_{date.isoformat()}'", at)
         if obs_id in seen:
             raise SandmineError(f"obs_id '{obs_id}' appears twice", at)
         seen.add(obs_id)

@@ -22,8 +22,11 @@ def cluster_sites(sites: dict[str, Site], n_clusters: int, seed: int) -> dict[st
     """
     ids = sorted(sites)
     if len(ids) < n_clusters:
-        raise SandmineError(f"{len(ids)} sites cannot make {n_clusters} clusters", "params.yaml: split.n_clusters",
-                            "lower 'split.n_clusters' or add sites")
+        raise SandmineError(
+            f"{len(ids)} sites cannot make {n_clusters} clusters",
+            "params.yaml: split.n_clusters",
+            "lower 'split.n_clusters' or add sites",
+        )
     lon = np.radians([sites[i].geometry.centroid.x for i in ids])
     lat = np.radians([sites[i].geometry.centroid.y for i in ids])
     xyz = np.c_[np.cos(lat) * np.cos(lon), np.cos(lat) * np.sin(lon), np.sin(lat)]
@@ -45,8 +48,9 @@ def roles_for_fold(params: SplitParams) -> dict[int, str]:
     return roles
 
 
-def assign(sites: dict[str, Site], observations: list[Observation], labelled_ok: set[str],
-           params: SplitParams) -> list[dict]:
+def assign(
+    sites: dict[str, Site], observations: list[Observation], labelled_ok: set[str], params: SplitParams
+) -> list[dict]:
     """Rows of data/split.csv: obs_id, site_id, cluster, role (train|val|test|infer).
 
     Labelled observations whose labels are not usable are left out (and logged).
@@ -66,6 +70,9 @@ def assign(sites: dict[str, Site], observations: list[Observation], labelled_ok:
         rows.append({"obs_id": obs.obs_id, "site_id": obs.site_id, "cluster": c, "role": role})
     for needed in ("train", "val", "test"):
         if not any(r["role"] == needed for r in rows):
-            raise SandmineError(f"no observation has role '{needed}'", "data/split.csv",
-                                "check labels (data/labels/index.csv) or the split params")
+            raise SandmineError(
+                f"no observation has role '{needed}'",
+                "data/split.csv",
+                "check labels (data/labels/index.csv) or the split params",
+            )
     return rows

@@ -3,23 +3,21 @@
 from __future__ import annotations
 
 import numpy as np
-from pyproj import Transformer
 from rasterio import features
 from shapely.geometry import mapping, shape
-from shapely.ops import transform as shp_transform
 
-from sandmine.raster import Grid
+from sandmine.raster import Grid, to_crs
 
 
-def polygons(prob: np.ndarray, grid: Grid, threshold: float, min_area_ha: float,
-             properties: dict[str, str]) -> list[dict]:
+def polygons(
+    prob: np.ndarray, grid: Grid, threshold: float, min_area_ha: float, properties: dict[str, str]
+) -> list[dict]:
     """GeoJSON features (EPSG:4326) of connected areas with `prob >= threshold`.
 
     Each has `area_ha` (computed in the image's metric CRS), `mean_prob`, and `properties`.
     """
     mask = (prob >= threshold).astype(np.uint8)
     regions, _ = _label(mask)
-    to_lonlat = Transformer.from_crs(grid.crs, "EPSG:4326", always_xy=True).transform
     out = []
     for geom, value in features.shapes(regions, mask=mask > 0, transform=grid.transform):
         poly = shape(geom)
@@ -27,9 +25,13 @@ def polygons(prob: np.ndarray, grid: Grid, threshold: float, min_area_ha: float,
         if area_ha < min_area_ha:
             continue
         mean_prob = float(prob[regions == int(value)].mean())
-        out.append({"type": "Feature",
-                    "properties": {**properties, "area_ha": round(area_ha, 3), "mean_prob": round(mean_prob, 3)},
-                    "geometry": mapping(shp_transform(to_lonlat, poly))})
+        out.append(
+            {
+                "type": "Feature",
+                "properties": {**properties, "area_ha": round(area_ha, 3), "mean_prob": round(mean_prob, 3)},
+                "geometry": mapping(to_crs(poly, grid.crs, "EPSG:4326")),
+            }
+        )
     return out
 
 

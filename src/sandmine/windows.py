@@ -33,7 +33,7 @@ def crop(arr: np.ndarray, row: int, col: int, size: int, fill: float) -> np.ndar
     out = np.full(arr.shape[:-2] + (size, size), fill, dtype=arr.dtype)
     rs, cs = max(r0, 0), max(c0, 0)
     re, ce = min(r0 + size, h), min(c0 + size, w)
-    out[..., rs - r0:re - r0, cs - c0:ce - c0] = arr[..., rs:re, cs:ce]
+    out[..., rs - r0 : re - r0, cs - c0 : ce - c0] = arr[..., rs:re, cs:ce]
     return out
 
 

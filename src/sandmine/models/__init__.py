@@ -25,8 +25,9 @@ CHECKPOINT_FORMAT = 1
 def check(encoder: str, decoder: str) -> None:
     """Refuse unknown names (or `tu-` timm names that timm does not have), listing valid ones."""
     if decoder not in DECODERS:
-        raise SandmineError(f"unknown decoder '{decoder}'", "params.yaml: model.decoder",
-                            f"use one of: {', '.join(DECODERS)}")
+        raise SandmineError(
+            f"unknown decoder '{decoder}'", "params.yaml: model.decoder", f"use one of: {', '.join(DECODERS)}"
+        )
     if encoder in ENCODERS:
         return
     if encoder.startswith("tu-"):
@@ -34,15 +35,23 @@ def check(encoder: str, decoder: str) -> None:
 
         if timm.is_model(encoder[3:]):
             return
-    raise SandmineError(f"unknown encoder '{encoder}'", "params.yaml: model.encoder",
-                        f"use one of: {', '.join(ENCODERS)}, or 'tu-<timm model name>'")
+    raise SandmineError(
+        f"unknown encoder '{encoder}'",
+        "params.yaml: model.encoder",
+        f"use one of: {', '.join(ENCODERS)}, or 'tu-<timm model name>'",
+    )
 
 
 def build(encoder: str, decoder: str, in_channels: int) -> nn.Module:
     """A randomly initialised model: (B, in_channels, H, W) -> (B, 1, H, W) logits."""
     check(encoder, decoder)
-    return smp.create_model(DECODERS[decoder], encoder_name=ENCODERS.get(encoder, encoder),
-                            encoder_weights=None, in_channels=in_channels, classes=1)
+    return smp.create_model(
+        DECODERS[decoder],
+        encoder_name=ENCODERS.get(encoder, encoder),
+        encoder_weights=None,
+        in_channels=in_channels,
+        classes=1,
+    )
 
 
 def save_checkpoint(model: nn.Module, meta: dict[str, Any]) -> dict[str, Any]:

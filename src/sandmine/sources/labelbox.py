@@ -59,8 +59,11 @@ def parse_row(row: dict, project_id: str | None = None) -> LabelRow:
     data_row = row.get("data_row") or {}
     obs_id = data_row.get("global_key")
     if not obs_id:
-        raise SandmineError("export row has no data_row.global_key", f"data row {data_row.get('id')}",
-                            "set global_key = obs_id when pushing rows")
+        raise SandmineError(
+            "export row has no data_row.global_key",
+            f"data row {data_row.get('id')}",
+            "set global_key = obs_id when pushing rows",
+        )
     projects = row.get("projects") or {}
     if project_id is None:
         if len(projects) != 1:
@@ -112,15 +115,17 @@ def fetch_export(project_id: str) -> Iterable[dict]:
     """Export a Labelbox project's rows with the labelbox SDK (needs LABELBOX_API_KEY)."""
     key = os.environ.get("LABELBOX_API_KEY")
     if not key:
-        raise SandmineError("LABELBOX_API_KEY is not set", "environment",
-                            "export LABELBOX_API_KEY=… (never put it in params.yaml)")
+        raise SandmineError(
+            "LABELBOX_API_KEY is not set", "environment", "export LABELBOX_API_KEY=… (never put it in params.yaml)"
+        )
     if not project_id:
         raise SandmineError("'labels.project_id' is empty", "params.yaml", "give the Labelbox project id")
     import labelbox as lb
 
     project = lb.Client(api_key=key).get_project(project_id)
-    task = project.export(params={"data_row_details": True, "label_details": True,
-                                  "project_details": True, "performance_details": False})
+    task = project.export(
+        params={"data_row_details": True, "label_details": True, "project_details": True, "performance_details": False}
+    )
     task.wait_till_done()
     if task.has_errors():
         raise SandmineError(f"Labelbox export failed: {task.errors}", f"project {project_id}")

@@ -15,8 +15,8 @@ from pyproj import Transformer
 from rasterio.crs import CRS
 from rasterio.transform import Affine
 from shapely.geometry import Polygon, mapping
-from shapely.ops import transform as shp_transform
 
+from sandmine.raster import pixels_to_map, to_crs
 from sandmine.sources.synthetic.layout import Layout
 
 PROJECT_ID = "synthetic-sandmine-project"
@@ -52,8 +52,7 @@ def annotate(
     to_lonlat = Transformer.from_crs(crs, "EPSG:4326", always_xy=True).transform
 
     def geojson(poly: Polygon) -> dict:
-        mapped = shp_transform(lambda x, y: transform * (x, y), poly)
-        return mapping(shp_transform(to_lonlat, mapped))
+        return mapping(to_crs(pixels_to_map(poly, transform), crs, "EPSG:4326"))
 
     objects = []
     for mine, state in layout.mines:
@@ -62,13 +61,19 @@ def annotate(
         if rng.uniform() < miss:
             continue
         low = rng.uniform() < (0.6 if state == "abandoned" else 0.3 if area_ha < 1 else 0.1)
-        objects.append(_object("mine", geojson(_drawn(rng, mine.shape, 0.8)), "low" if low else "high",
-                               _id(obs_id, "mine", mine.mine_id)))
+        objects.append(
+            _object(
+                "mine",
+                geojson(_drawn(rng, mine.shape, 0.8)),
+                "low" if low else "high",
+                _id(obs_id, "mine", mine.mine_id),
+            )
+        )
     for k, poly in enumerate(layout.ignore):
         objects.append(_object("ignore", geojson(poly), "low", _id(obs_id, "ignore", k)))
     h, w = layout.material.shape
-    west, north = to_lonlat(*(transform * (0, 0)))
-    east, south = to_lonlat(*(transform * (w, h)))
+    west, north = to_lonlat(*(transform @ (0, 0)))
+    east, south = to_lonlat(*(transform @ (w, h)))
     activity = "yes" if any(o["name"] == "mine" for o in objects) else "no"
     return {
         "data_row": {
@@ -106,8 +111,12 @@ def annotate(
 
 
 def _radio(name: str, answer: str, fid: str) -> dict:
-    return {"feature_id": fid, "name": name, "value": name.replace(" ", "_"),
-            "radio_answer": {"name": answer, "value": answer, "classifications": []}}
+    return {
+        "feature_id": fid,
+        "name": name,
+        "value": name.replace(" ", "_"),
+        "radio_answer": {"name": answer, "value": answer, "classifications": []},
+    }
 
 
 def _object(name: str, geometry: dict, confidence: str, fid: str) -> dict:

@@ -39,8 +39,10 @@ SITES = [
     ("subarnarekha_jamshedpur", "Subarnarekha", "Subarnarekha", 86.18, 22.80, 3.4, 3.0),
 ]
 LABELLED_DATES = ["2025-11-15", "2026-04-10"]  # post-monsoon and dry season
-INFER = {"betwa_hamirpur": ["2024-11-20", "2025-04-12", "2026-11-10"],
-         "son_dehri": ["2024-11-18", "2025-04-15", "2026-11-08"]}
+INFER = {
+    "betwa_hamirpur": ["2024-11-20", "2025-04-12", "2026-11-10"],
+    "son_dehri": ["2024-11-18", "2025-04-15", "2026-11-08"],
+}
 
 
 def rectangle(lon: float, lat: float, width_km: float, height_km: float) -> list[list[float]]:

@@ -15,11 +15,8 @@ import numpy as np
 from rasterio import features
 from rasterio.transform import Affine
 from scipy import ndimage
-from scipy.spatial import cKDTree
 from shapely.geometry import LineString, Point, Polygon
 from shapely.geometry.base import BaseGeometry
-
-from sandmine.sources.synthetic.materials import CODE
 
 IDENTITY = Affine.identity()
 
@@ -49,14 +46,16 @@ def burn(shape: tuple[int, int], geom: BaseGeometry) -> np.ndarray:
 
 def season_water_fraction(date: dt.date) -> float:
     """Fraction of the active channel's half-width under water, by month (Indian monsoon)."""
-    return {1: 0.42, 2: 0.36, 3: 0.31, 4: 0.27, 5: 0.25, 6: 0.3, 7: 0.8, 8: 0.95, 9: 0.85,
-            10: 0.6, 11: 0.5, 12: 0.46}[date.month]
+    return {1: 0.42, 2: 0.36, 3: 0.31, 4: 0.27, 5: 0.25, 6: 0.3, 7: 0.8, 8: 0.95, 9: 0.85, 10: 0.6, 11: 0.5, 12: 0.46}[
+        date.month
+    ]
 
 
 def green_fraction(date: dt.date) -> float:
     """Fraction of fields under green crops (kharif after the monsoon, rabi in winter)."""
-    return {1: 0.65, 2: 0.6, 3: 0.4, 4: 0.2, 5: 0.12, 6: 0.15, 7: 0.5, 8: 0.75, 9: 0.8,
-            10: 0.7, 11: 0.55, 12: 0.6}[date.month]
+    return {1: 0.65, 2: 0.6, 3: 0.4, 4: 0.2, 5: 0.12, 6: 0.15, 7: 0.5, 8: 0.75, 9: 0.8, 10: 0.7, 11: 0.55, 12: 0.6}[
+        date.month
+    ]
 
 
 @dataclass
@@ -156,8 +155,9 @@ class Layout:
     extra: dict[str, float] = field(default_factory=dict)
 
 
-def _blob(rng: np.random.Generator, cx: float, cy: float, r: float, aspect: float,
-          angle: float, k: int = 14) -> Polygon:
+def _blob(
+    rng: np.random.Generator, cx: float, cy: float, r: float, aspect: float, angle: float, k: int = 14
+) -> Polygon:
     t = np.sort(rng.uniform(0, 2 * np.pi, k))
     rad = r * (1 + 0.22 * rng.standard_normal(k)).clip(0.5, 1.6)
     x, y = rad * np.cos(t) * aspect, rad * np.sin(t)
@@ -188,9 +188,7 @@ def make_river(rng: np.random.Generator, h: int, w: int) -> River:
     )
 
 
-def make_mines(
-    rng: np.random.Generator, river: River, h: int, w: int, density: float
-) -> list[Mine]:
+def make_mines(rng: np.random.Generator, river: River, h: int, w: int, density: float) -> list[Mine]:
     """Mining areas with histories between mid-2023 and mid-2026."""
     u, n = river.frame(h, w)
     b = river.half_width(u)

@@ -11,7 +11,7 @@ import numpy as np
 # Material codes used in the layout's material map. Names of S2 signatures in the
 # signatures file, then the Sentinel-1 class they scatter like.
 MATERIALS: list[tuple[str, str, str]] = [
-    ("river_water", "turbid_river_water", "rough_or_turbulent_water"),
+    ("river_water", "turbid_river_water", "calm_water"),
     ("lake_water", "clear_water", "calm_water"),
     ("plume", "very_turbid_plume_core", "rough_or_turbulent_water"),
     ("dry_sand", "dry_river_sand", "dry_sand"),
@@ -30,8 +30,15 @@ CODE = {name: i for i, (name, _, _) in enumerate(MATERIALS)}
 
 # Pixel texture (relative sd of fine-scale brightness); mined sand has twice the variance.
 TEXTURE = {
-    "dry_sand": 0.035, "wet_sand": 0.05, "scar": 0.07, "stockpile": 0.05, "crop": 0.08,
-    "soil": 0.06, "urban": 0.15, "riparian": 0.10, "gravel_road": 0.05,
+    "dry_sand": 0.035,
+    "wet_sand": 0.05,
+    "scar": 0.07,
+    "stockpile": 0.05,
+    "crop": 0.08,
+    "soil": 0.06,
+    "urban": 0.15,
+    "riparian": 0.10,
+    "gravel_road": 0.05,
 }
 
 

@@ -19,9 +19,9 @@ SPECKLE_LOOKS = 4.4
 
 def _object_factors(rng: np.random.Generator, n_objects: int, n_bands: int) -> tuple[np.ndarray, np.ndarray]:
     """Per-object brightness (unit-sd normal) and a small per-band spectral tilt."""
-    return rng.standard_normal(n_objects).astype(np.float32), (
-        0.04 * rng.standard_normal((n_objects, n_bands))
-    ).astype(np.float32)
+    return rng.standard_normal(n_objects).astype(np.float32), (0.04 * rng.standard_normal((n_objects, n_bands))).astype(
+        np.float32
+    )
 
 
 def _native_resolution(band: np.ndarray, res_m: int) -> np.ndarray:
@@ -36,7 +36,9 @@ def _native_resolution(band: np.ndarray, res_m: int) -> np.ndarray:
     return ndimage.zoom(coarse, f, order=1, mode="nearest")[:h, :w]
 
 
-def render(layout: Layout, sig: Signatures, rng: np.random.Generator, cloud_probability: float) -> tuple[np.ndarray, list[str]]:
+def render(
+    layout: Layout, sig: Signatures, rng: np.random.Generator, cloud_probability: float, haze_probability: float = 0.5
+) -> tuple[np.ndarray, list[str]]:
     """Pixels of one observation.
 
     Returns:
@@ -63,12 +65,12 @@ def render(layout: Layout, sig: Signatures, rng: np.random.Generator, cloud_prob
         refl[i] = band
 
     for y, x in layout.barges:  # a steel hull: dark in the visible, a few pixels
-        refl[:, max(0, y - 1):y + 1, max(0, x - 2):x + 2] *= 0.6
+        refl[:, max(0, y - 1) : y + 1, max(0, x - 2) : x + 2] *= 0.6
 
     # haze: additive path radiance falling with wavelength, times a transmission
     wavelengths = np.array([CATALOGUE[b].wavelength_nm for b in sig.bands], np.float32)
     cloud = np.zeros((h, w), np.float32)
-    if rng.uniform() < 0.5:
+    if rng.uniform() < haze_probability:
         a = rng.uniform(0.02, 0.1) * np.clip(1 + 0.4 * smooth_noise(rng, (h, w), 40.0), 0.2, 2)
         t = rng.uniform(0.8, 0.95)
         refl = refl * t + a[None] * (wavelengths[:, None, None] / 490.0) ** -1.5

@@ -70,8 +70,10 @@ class Site:
             r = rng.uniform(15, 30)
             arc = Point(x, y).buffer(r).exterior
             a0 = rng.uniform(0, 2 * np.pi)
-            pts = [arc.interpolate(((a0 + t) % (2 * np.pi)) / (2 * np.pi), normalized=True)
-                   for t in np.linspace(0, 4.0, 30)]
+            pts = [
+                arc.interpolate(((a0 + t) % (2 * np.pi)) / (2 * np.pi), normalized=True)
+                for t in np.linspace(0, 4.0, 30)
+            ]
             self.features.append((LineString(pts).buffer(rng.uniform(2, 4)), "lake_water"))
         if rng.uniform() < 0.4:  # construction site: cleared soil with sheds
             y, x = self._pick(rng, (far > 10) & (far < 120))
@@ -81,8 +83,10 @@ class Site:
         if rng.uniform() < 0.45:  # dry tributary bed: natural sand outside the main channel
             y, x = self._pick(rng, (far > 60) & (far < 200))
             cy, cx = self._nearest_channel(y, x)
-            pts = [(x + (cx - x) * t + rng.normal(0, 3), y + (cy - y) * t + rng.normal(0, 3))
-                   for t in np.linspace(-0.5, 1.0, 12)]
+            pts = [
+                (x + (cx - x) * t + rng.normal(0, 3), y + (cy - y) * t + rng.normal(0, 3))
+                for t in np.linspace(-0.5, 1.0, 12)
+            ]
             self.features.append((LineString(pts).buffer(rng.uniform(2, 5)), "dry_sand"))
         self.static_noise = smooth_noise(rng, (h, w), 12.0)
 
@@ -121,7 +125,7 @@ class Site:
             next_id += 1
 
         # river on this date: the riparian fringe, bars, and one or two water threads
-        riparian = (np.abs(n) < b + self.river.params["riparian"] * (1 + 0.5 * self.static_noise))
+        riparian = np.abs(n) < b + self.river.params["riparian"] * (1 + 0.5 * self.static_noise)
         material[riparian] = CODE["riparian"]
         objects[riparian] = next_id
         next_id += 1
@@ -198,6 +202,15 @@ class Site:
             if sand_idx.size:
                 y, x = np.unravel_index(sand_idx[rng.integers(sand_idx.size)], shape)
                 ignore.append(_blob(rng, x + 0.5, y + 0.5, rng.uniform(4, 9), 1.5, self.river.theta))
-        return Layout(material, objects, blends, truth, present, ignore, barges,
-                      self.channel, moisture.astype(np.float32),
-                      {"water_fraction": frac})
+        return Layout(
+            material,
+            objects,
+            blends,
+            truth,
+            present,
+            ignore,
+            barges,
+            self.channel,
+            moisture.astype(np.float32),
+            {"water_fraction": frac},
+        )

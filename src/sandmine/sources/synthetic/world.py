@@ -13,15 +13,13 @@ import logging
 from pathlib import Path
 
 import numpy as np
-from pyproj import Transformer
 from shapely.geometry import box, mapping
-from shapely.ops import transform as shp_transform
 from tqdm import tqdm
 
 from sandmine.bands import CATALOGUE, check_names
 from sandmine.config import WorldParams
 from sandmine.files import write_text
-from sandmine.raster import Grid, grid_for_bounds, write_cog
+from sandmine.raster import Grid, grid_for_bounds, pixels_to_map, to_crs, write_cog
 from sandmine.sites import Observation
 from sandmine.sites import Site as SiteRecord
 from sandmine.sources.synthetic.annotator import annotate
@@ -62,19 +60,34 @@ def export(
             worlds[obs.site_id] = Site(obs.site_id, grid.height, grid.width, world.seed, world.mine_density)
         layout = worlds[obs.site_id].on(obs.date)
         rng = np.random.default_rng(stable_seed(world.seed, obs.obs_id, "render"))
-        pixels, names = render(layout, sig, rng, world.cloud_probability)
+        pixels, names = render(layout, sig, rng, world.cloud_probability, world.haze_probability)
         keep = [names.index(b) for b in bands if b in names]
         missing = [b for b in bands if b not in names]
         if missing:
             raise ValueError(f"the synthetic world cannot render bands {missing}")
         _write_image(images_dir / f"{obs.obs_id}.tif", pixels[keep], [names[i] for i in keep], grid, obs)
-        write_cog(source_dir / "truth" / f"{obs.obs_id}.tif", layout.truth.astype(np.uint8), grid,
-                  ["truth"], {"source": "synthetic"})
+        write_cog(
+            source_dir / "truth" / f"{obs.obs_id}.tif",
+            layout.truth.astype(np.uint8),
+            grid,
+            ["truth"],
+            {"source": "synthetic"},
+        )
         if obs.role == "labelled":
-            rows.append(annotate(layout, obs.obs_id, obs.date, grid.crs, grid.transform, rng,
-                                 world.annotator_miss_ha))
-        manifest.append([obs.obs_id, obs.site_id, obs.date.isoformat(), obs.role, f"{obs.obs_id}.tif",
-                         grid.crs.to_string(), grid.height, grid.width, "synthetic"])
+            rows.append(annotate(layout, obs.obs_id, obs.date, grid.crs, grid.transform, rng, world.annotator_miss_ha))
+        manifest.append(
+            [
+                obs.obs_id,
+                obs.site_id,
+                obs.date.isoformat(),
+                obs.role,
+                f"{obs.obs_id}.tif",
+                grid.crs.to_string(),
+                grid.height,
+                grid.width,
+                "synthetic",
+            ]
+        )
     write_text(source_dir / "labels.ndjson", "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows))
     write_text(source_dir / "rivers.geojson", json.dumps(_rivers(worlds, grids), indent=1) + "\n")
     buf = io.StringIO()
@@ -89,9 +102,14 @@ def _write_image(path: Path, pixels: np.ndarray, names: list[str], grid: Grid, o
     scales = [SCALES[CATALOGUE[n].unit] for n in names]
     stored = np.stack([np.round(p / s) for p, s in zip(pixels, scales)])
     stored = np.where(np.isfinite(stored), stored, NODATA).clip(-32767, 32767).astype(np.int16)
-    tags = {"source": "synthetic", "date": obs.date.isoformat(), "site_id": obs.site_id,
-            "obs_id": obs.obs_id, "recipe": RECIPE,
-            "note": "SYNTHETIC: rendered by sandmine's embedded world, not real imagery"}
+    tags = {
+        "source": "synthetic",
+        "date": obs.date.isoformat(),
+        "site_id": obs.site_id,
+        "obs_id": obs.obs_id,
+        "recipe": RECIPE,
+        "note": "SYNTHETIC: rendered by sandmine's embedded world, not real imagery",
+    }
     write_cog(path, stored, grid, names, tags, nodata=NODATA, scales=scales)
 
 
@@ -99,10 +117,13 @@ def _rivers(worlds: dict[str, Site], grids: dict[str, Grid]) -> dict:
     feats = []
     for sid, site in sorted(worlds.items()):
         grid = grids[sid]
-        to_lonlat = Transformer.from_crs(grid.crs, "EPSG:4326", always_xy=True).transform
         frame = box(-50, -50, grid.width + 50, grid.height + 50)
         poly = site.channel.intersection(frame)
-        mapped = shp_transform(lambda x, y, t=grid.transform: t * (x, y), poly)
-        feats.append({"type": "Feature", "properties": {"site_id": sid, "kind": "active_channel"},
-                      "geometry": mapping(shp_transform(to_lonlat, mapped))})
+        feats.append(
+            {
+                "type": "Feature",
+                "properties": {"site_id": sid, "kind": "active_channel"},
+                "geometry": mapping(to_crs(pixels_to_map(poly, grid.transform), grid.crs, "EPSG:4326")),
+            }
+        )
     return {"type": "FeatureCollection", "features": feats}

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Source this: creates (once) and activates the project's virtual environment.
+# The environment lives outside the clone, keyed by a hash of requirements.lock and
+# pyproject.toml, so every clone on a machine shares it and a dependency change builds anew.
+set -euo pipefail
+SANDMINE_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+_key=$(cat "$SANDMINE_ROOT/requirements.lock" "$SANDMINE_ROOT/pyproject.toml" | sha256sum | cut -c1-16)
+_venv="${SANDMINE_ENV_DIR:-$HOME/.cache/sandmine}/venv-py311-$_key"
+_python="${SANDMINE_PYTHON:-$(command -v python3.11 || command -v python3)}"
+if [ ! -f "$_venv/.complete" ]; then
+  "$_python" -c 'import sys; assert sys.version_info[:2] == (3, 11), "sandmine needs Python 3.11"'
+  echo "sandmine: creating environment $_venv (a few minutes, once per dependency change)" >&2
+  rm -rf "$_venv"
+  "$_python" -m venv "$_venv"
+  "$_venv/bin/pip" install -q --upgrade pip
+  "$_venv/bin/pip" install -q -r "$SANDMINE_ROOT/requirements.lock"
+  touch "$_venv/.complete"
+fi
+# link this clone's source into the environment (quick; repeated so the latest clone wins)
+"$_venv/bin/pip" install -q --no-deps --no-build-isolation -e "$SANDMINE_ROOT" >/dev/null
+export PATH="$_venv/bin:$PATH"
+export VIRTUAL_ENV="$_venv"

@@ -1,0 +1,45 @@
+"""Fixtures: tiny georeferenced rasters and a tiny world, made fresh for each test."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from rasterio.crs import CRS
+from rasterio.transform import from_origin
+
+from sandmine.raster import Grid
+from sandmine.sources.synthetic.catalogue import observations_csv, sites_geojson
+
+# three small sites far apart (three clusters) plus one near the first
+TINY_SITES = [
+    ("betwa_a", "Betwa", "Yamuna", 79.95, 25.93, 1.6, 1.6),
+    ("betwa_b", "Betwa", "Yamuna", 79.99, 25.95, 1.6, 1.6),
+    ("son_a", "Son", "Ganga", 84.18, 24.90, 1.6, 1.6),
+    ("krishna_a", "Krishna", "Krishna", 80.60, 16.52, 1.6, 1.6),
+]
+
+
+@pytest.fixture
+def grid() -> Grid:
+    """A 64 × 80 px, 10 m grid in UTM 44N."""
+    return Grid(CRS.from_epsg(32644), from_origin(500_000, 2_800_000, 10, 10), 64, 80)
+
+
+@pytest.fixture
+def tiny_inputs(tmp_path: Path) -> tuple[Path, Path]:
+    """sites.geojson and observations.csv of a four-site world (two dates, one infer date)."""
+    sites = tmp_path / "sites.geojson"
+    sites.write_text(json.dumps(sites_geojson(TINY_SITES)))
+    obs = tmp_path / "observations.csv"
+    obs.write_text(
+        observations_csv([s[0] for s in TINY_SITES], ["2025-11-15", "2026-04-10"], {"son_a": ["2026-11-08"]})
+    )
+    return sites, obs
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    return np.random.default_rng(0)
