@@ -14,10 +14,10 @@ repro:
 	$(ENV) dvc repro && dvc metrics show
 
 test:
-	$(ENV) ruff check src stages tests && ruff format --check src stages tests && mypy && python -m pytest
+	$(ENV) ruff check src stages tests bench && ruff format --check src stages tests bench && mypy && python -m pytest
 
 lint:
-	$(ENV) ruff check src stages tests && mypy
+	$(ENV) ruff check src stages tests bench && mypy
 
 sweep:
 	$(ENV) dvc exp run --queue -S model.encoder=resnet18,mobilenet_v2 -S model.decoder=unet,fpn \

@@ -13,13 +13,16 @@ def _conv_model(k: int) -> nn.Module:
     return m.eval()
 
 
+def _whole(model: nn.Module, image: np.ndarray) -> np.ndarray:
+    with torch.no_grad():
+        return torch.sigmoid(model(torch.from_numpy(image)[None]))[0, 0].numpy()
+
+
 def test_pointwise_model_stitched_equals_whole_pass(rng):
     image = rng.standard_normal((3, 150, 170)).astype(np.float32)
     model = _conv_model(1)
     stitched = predict(model, image, window=64, stride=32, discard=16, batch_size=4)
-    with torch.no_grad():
-        whole = torch.sigmoid(model(torch.from_numpy(image)[None]))[0, 0].numpy()
-    np.testing.assert_allclose(stitched, whole, atol=1e-6)
+    np.testing.assert_allclose(stitched, _whole(model, image), atol=1e-6)
 
 
 def test_conv_model_equal_away_from_window_edges(rng):
@@ -27,9 +30,7 @@ def test_conv_model_equal_away_from_window_edges(rng):
     image = rng.standard_normal((3, 140, 140)).astype(np.float32)
     model = _conv_model(5)
     stitched = predict(model, image, window=64, stride=32, discard=16, batch_size=3)
-    with torch.no_grad():
-        whole = torch.sigmoid(model(torch.from_numpy(image)[None]))[0, 0].numpy()
-    np.testing.assert_allclose(stitched[2:-2, 2:-2], whole[2:-2, 2:-2], atol=1e-6)
+    np.testing.assert_allclose(stitched[2:-2, 2:-2], _whole(model, image)[2:-2, 2:-2], atol=1e-6)
 
 
 def test_raster_smaller_than_window(rng):
