@@ -9,11 +9,14 @@ from sandmine.cli import run
 def args(p):
     for name in ("model", "images", "labels", "aoi", "split", "out", "metrics", "plots"):
         p.add_argument(f"--{name}", type=Path, required=True)
+    p.add_argument("--truth", type=Path, help="exact truth masks (synthetic sources only)")
 
 
 if __name__ == "__main__":
     run(
         __doc__,
         args,
-        lambda prm, a: steps.evaluate(prm, a.model, a.images, a.labels, a.aoi, a.split, a.out, a.metrics, a.plots),
+        lambda prm, a: steps.evaluate(
+            prm, a.model, a.images, a.labels, a.aoi, a.split, a.out, a.metrics, a.plots, a.truth
+        ),
     )

@@ -70,6 +70,8 @@ def test_dvc_repro_end_to_end_then_nothing_to_do(project: Path):
     split = (project / "data" / "split.csv").read_text().splitlines()
     assert ev["observations"] == sum(line.endswith(",test") for line in split) > 0
     assert 0 <= ev["aoi_ap"] <= 1 and ev["aoi_pixels"] > 0
+    assert 0 <= ev["truth_aoi_ap"] <= 1  # scored against the exact truth too
+    assert len(list((project / "plots" / "world").glob("*.png"))) == 4
     assert json.loads((project / "metrics" / "infer.json").read_text())["observations"] == 1
     assert (project / "reports" / "map.html").read_text().count("SYNTHETIC DATA") == 1
     assert (project / "data" / "predictions" / "infer" / "son_a_2026-11-08.geojson").exists()

@@ -106,3 +106,27 @@ def test_annotator_labels_align_with_truth(scene):
     inter = (drawn & layout.truth).sum()
     assert inter / layout.truth.sum() > 0.6  # most truth is labelled (some small mines missed)
     assert inter / drawn.sum() > 0.5  # most of what is drawn is mining (boundary error)
+
+
+def test_catalogue_default_and_paper_sizes():
+    from sandmine.sources.synthetic.catalogue import catalogue
+
+    default = catalogue()
+    assert len(default) == 39
+    assert len({s[2] for s in default}) >= 18  # basins
+    assert all(w > h for *_, w, h in default)  # broad across the river
+    paper = catalogue("paper")
+    areas = [w * h for *_, w, h in paper]
+    assert min(areas) == pytest.approx(2.5, rel=1e-3)
+    assert max(areas) == pytest.approx(582, rel=1e-3)
+    assert sum(areas) == pytest.approx(9614, rel=1e-3)
+
+
+def test_river_runs_across_the_short_side():
+    site = Site("broad", 150, 600, seed=1, mine_density=1.0)
+    channel = site.channel
+    # a river flowing top to bottom crosses both the top and the bottom edge
+    from shapely.geometry import LineString
+
+    assert channel.intersects(LineString([(0, 0.5), (600, 0.5)]))
+    assert channel.intersects(LineString([(0, 149.5), (600, 149.5)]))

@@ -25,10 +25,11 @@ class WorldParams:
     """Knobs of the embedded synthetic world (ignored by real sources)."""
 
     seed: int = 7
-    mine_density: float = 0.7  # scales the number of mining areas per km of river
+    mine_density: float = 1.25  # scales the number of mining areas per km of river
     cloud_probability: float = 0.3  # chance that an observation has clouds
     haze_probability: float = 0.5  # chance of thin haze
     annotator_miss_ha: float = 0.4  # mines smaller than this are often missed by annotators
+    previews: int = 4  # labelled observations drawn to plots/world/ for a look at the world
 
 
 @dataclass
@@ -54,10 +55,10 @@ class AoiParams:
 class SplitParams:
     """Geographic split: sites clustered by location, whole clusters per role."""
 
-    n_clusters: int = 4
+    n_clusters: int = 5
     val_clusters: int = 1
     test_clusters: int = 1
-    fold: int = 2
+    fold: int = 0
     seed: int = 0
 
 

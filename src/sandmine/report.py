@@ -28,8 +28,7 @@ def true_colour(image: np.ndarray, bands: list[str]) -> np.ndarray:
         rgb = np.repeat(g[..., None], 3, axis=2)
     else:
         rgb = np.stack([np.nan_to_num(image[bands.index(b)]) for b in ("B4", "B3", "B2")], axis=-1)
-    lo, hi = np.percentile(rgb, [2, 98])
-    return np.clip((rgb - lo) / max(hi - lo, 1e-6), 0, 1)
+    return _stretch(rgb)
 
 
 def save_png(fig: plt.Figure, path: Path) -> None:
@@ -106,6 +105,33 @@ def map_report(entries: list[dict], series: dict[str, list[tuple[str, float]]], 
         )
     parts.append("</body></html>\n")
     write_text(path, "\n".join(parts))
+
+
+def _stretch(rgb: np.ndarray) -> np.ndarray:
+    lo, hi = np.nanpercentile(rgb, [2, 98])
+    return np.clip((np.nan_to_num(rgb) - lo) / max(hi - lo, 1e-6), 0, 1)
+
+
+def world_preview(
+    pixels: np.ndarray, names: list[str], drawn: np.ndarray, truth: np.ndarray, title: str, path: Path
+) -> None:
+    """True colour (B4 B3 B2) and false colour (B12 B8A B4): labels in red, exact truth in cyan."""
+    aspect = pixels.shape[1] / pixels.shape[2]
+    fig, axes = plt.subplots(2, 1, figsize=(12, 2 * 12 * aspect + 1.2))  # scenes are broad: stack
+    for ax, bands, name in (
+        (axes[0], ("B4", "B3", "B2"), "true colour"),
+        (axes[1], ("B12", "B8A", "B4"), "false colour (SWIR, NIR, red)"),
+    ):
+        if all(b in names for b in bands):
+            ax.imshow(_stretch(np.stack([pixels[names.index(b)] for b in bands], axis=-1)))
+        if drawn.any():
+            ax.contour(drawn, [0.5], colors="red", linewidths=0.7)
+        if truth.any():
+            ax.contour(truth, [0.5], colors="cyan", linewidths=0.5, linestyles="dotted")
+        ax.set_title(name)
+        ax.set_axis_off()
+    fig.suptitle(f"{title} (synthetic): annotators' polygons red, exact truth cyan")
+    save_png(fig, path)
 
 
 def split_map(rows: list[dict], centroids: dict[str, tuple[float, float]], path: Path) -> None:

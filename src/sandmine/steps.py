@@ -33,7 +33,9 @@ from sandmine.vectorize import polygons
 log = logging.getLogger(__name__)
 
 
-def export(p: Params, sites_path: Path, obs_path: Path, images_dir: Path, source_dir: Path) -> None:
+def export(
+    p: Params, sites_path: Path, obs_path: Path, images_dir: Path, source_dir: Path, previews_dir: Path | None = None
+) -> None:
     sites = read_sites(sites_path)
     observations = read_observations(obs_path, sites)
     if p.source.kind != "synthetic":
@@ -44,7 +46,9 @@ def export(p: Params, sites_path: Path, obs_path: Path, images_dir: Path, source
 
     fresh_dir(images_dir)
     fresh_dir(source_dir)
-    synthetic_export(sites, observations, p.bands, p.world, images_dir, source_dir)
+    if previews_dir is not None:
+        fresh_dir(previews_dir)
+    synthetic_export(sites, observations, p.bands, p.world, images_dir, source_dir, previews_dir)
 
 
 def annotate_pull(p: Params, source_dir: Path, images_dir: Path, out_dir: Path, metrics: Path) -> None:
@@ -202,13 +206,16 @@ def evaluate(
     out_dir: Path,
     metrics: Path,
     plots_dir: Path,
+    truth_dir: Path | None = None,
 ) -> None:
+    """Pooled scores against the labels; with `truth_dir` (synthetic sources) also against the
+    exact truth on the same pixels, so the effect of label noise shows as `truth_*` metrics."""
     torch.set_num_threads(p.train.threads)
     model, ckpt = models.load_checkpoint(str(model_path))
     rows = [r for r in _read_split(split_csv) if r["role"] in p.evaluate.roles]
     fresh_dir(out_dir)
     fresh_dir(plots_dir / "overlays")
-    in_aoi, scene, per_obs = Histogram(), Histogram(), []
+    in_aoi, scene, truth, per_obs = Histogram(), Histogram(), Histogram(), []
     for r in tqdm(rows, desc="evaluate", unit="obs"):
         obs_id = r["obs_id"]
         prob, image = _predict_obs(model, ckpt, p, images / f"{obs_id}.tif")
@@ -226,6 +233,9 @@ def evaluate(
         h.add(q, label == 1, aoi & (label != labels_mod.IGNORE))
         in_aoi.merge(h)
         scene.add(q, label == 1, label != labels_mod.IGNORE)
+        if truth_dir is not None and (truth_dir / f"{obs_id}.tif").exists():
+            exact = read_mask(truth_dir / f"{obs_id}.tif", image.grid) == 1
+            truth.add(q, exact, aoi & (label != labels_mod.IGNORE))
         per_obs.append(
             {"obs_id": obs_id, "cluster": r["cluster"], "ap": h.average_precision(), **h.at(p.predict.threshold)}
         )
@@ -238,6 +248,8 @@ def evaluate(
         "observations": len(rows),
     }
     out["random_ap"] = out["aoi_mine_fraction"]  # AP of a random scorer = positive fraction
+    if truth.pos.sum():
+        out.update({k: v for k, v in truth.summary(p.predict.threshold, "truth_aoi_").items() if "pixels" not in k})
     write_json(metrics, round_metrics(out))
     precision, recall, thr = in_aoi.curve()
     lines = ["threshold,precision,recall"] + [f"{t:.4f},{pr:.5f},{rc:.5f}" for t, pr, rc in zip(thr, precision, recall)]

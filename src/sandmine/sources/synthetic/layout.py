@@ -166,9 +166,15 @@ def _blob(
 
 
 def make_river(rng: np.random.Generator, h: int, w: int) -> River:
-    size = min(h, w)
+    """A meandering river that crosses the scene's shorter side (flowing along it).
+
+    Meander sizes follow the reach in view, capped at 6 km so that very large sites get several
+    bends rather than one enormous one.
+    """
+    size = min(h, w, 600)
+    along_rows = w >= h  # broad scenes: the river runs top to bottom
     return River(
-        theta=float(rng.uniform(0, np.pi)),
+        theta=float((np.pi / 2 if along_rows else 0.0) + rng.normal(0, 0.25)),
         params={
             "v0": float(rng.uniform(-0.08, 0.08) * size),
             "a1": float(rng.uniform(0.06, 0.16) * size),

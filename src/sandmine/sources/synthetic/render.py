@@ -19,9 +19,10 @@ SPECKLE_LOOKS = 4.4
 
 def _object_factors(rng: np.random.Generator, n_objects: int, n_bands: int) -> tuple[np.ndarray, np.ndarray]:
     """Per-object brightness (unit-sd normal) and a small per-band spectral tilt."""
-    return rng.standard_normal(n_objects).astype(np.float32), (0.04 * rng.standard_normal((n_objects, n_bands))).astype(
-        np.float32
-    )
+    # bounded: a 3-sigma field or bar would look like another material
+    brightness = np.clip(rng.standard_normal(n_objects), -2.2, 2.2).astype(np.float32)
+    tilt = (0.04 * rng.standard_normal((n_objects, n_bands))).astype(np.float32)
+    return brightness, tilt
 
 
 def _native_resolution(band: np.ndarray, res_m: int) -> np.ndarray:

@@ -8,6 +8,7 @@ import numpy as np
 from scipy import ndimage
 from scipy.spatial import cKDTree
 from shapely.geometry import LineString, Point, Polygon
+from shapely.ops import nearest_points
 
 from sandmine.sources.synthetic.layout import (
     Layout,
@@ -49,18 +50,19 @@ class Site:
         self.cells = cell.reshape(h, w).astype(np.int32) + 1
         self.cell_rank = rng.uniform(size=n_cells + 1)  # which cells go green first
         far = np.abs(self.n) - self.b
+        per_area = 1 + h * w // 100_000  # more settlements on larger scenes
         self.features: list[tuple[Polygon | LineString, str]] = []
-        for _ in range(int(rng.integers(1, 4))):  # villages
-            y, x = self._pick(rng, (far > 20) & (far < 140))
+        for _ in range(int(rng.integers(1, 3)) * per_area):  # villages
+            y, x = self._pick(rng, (far > 20) & (far < 300))
             self.features.append((_blob(rng, x, y, rng.uniform(8, 20), 1.3, rng.uniform(0, 3)), "urban"))
-        for _ in range(int(rng.integers(1, 4))):  # roads
+        for _ in range(int(rng.integers(1, 3)) * per_area):  # roads
             a = rng.uniform(0, np.pi)
             y, x = self._pick(rng, far > 10)
             d = np.array([np.cos(a), np.sin(a)]) * (h + w)
             self.features.append((LineString([(x - d[0], y - d[1]), (x + d[0], y + d[1])]), "road"))
         if rng.uniform() < 0.55:  # brick kilns: bright rim, dark firing chamber, clay pits
-            for _ in range(int(rng.integers(1, 4))):
-                y, x = self._pick(rng, (far > 8) & (far < 90))
+            for _ in range(int(rng.integers(1, 3)) * per_area):
+                y, x = self._pick(rng, (far > 8) & (far < 150))
                 kiln = _blob(rng, x, y, 4, 1.8, rng.uniform(0, 3), k=6)
                 self.features.append((kiln.buffer(3), "soil"))
                 self.features.append((kiln.exterior.buffer(0.8), "urban"))
@@ -98,7 +100,7 @@ class Site:
         return float(y) + 0.5, float(x) + 0.5
 
     def _nearest_channel(self, y: float, x: float) -> tuple[float, float]:
-        p = self.channel.exterior.interpolate(self.channel.exterior.project(Point(x, y)))
+        p = nearest_points(self.channel.boundary, Point(x, y))[0]  # channel may be a MultiPolygon
         return p.y, p.x
 
     def on(self, date: dt.date) -> Layout:

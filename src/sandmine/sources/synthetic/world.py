@@ -41,24 +41,29 @@ def export(
     world: WorldParams,
     images_dir: Path,
     source_dir: Path,
+    previews_dir: Path | None = None,
 ) -> None:
     """Render every observation and write the files of the source boundary.
 
     Writes `images_dir/{obs_id}.tif` + `manifest.csv`, and in `source_dir`:
     `labels.ndjson` (Labelbox export rows of labelled observations), `rivers.geojson`
     (active channels, EPSG:4326) and `truth/{obs_id}.tif` (exact mining mask, for studies of
-    label noise only).
+    label noise only). With `previews_dir`, true- and false-colour pictures of the first
+    `world.previews` labelled observations. Memory holds one site at a time.
     """
     check_names(bands, "params.yaml: bands")
     sig = load_signatures()
     grids = {sid: grid_for_bounds(s.geometry.bounds) for sid, s in sites.items()}
-    worlds: dict[str, Site] = {}
+    channels = {}
     manifest, rows = [], []
-    for obs in tqdm(observations, desc="export (synthetic)", unit="obs"):
+    site: Site | None = None
+    previews = 0
+    for obs in tqdm(sorted(observations, key=lambda o: o.obs_id), desc="export (synthetic)", unit="obs"):
         grid = grids[obs.site_id]
-        if obs.site_id not in worlds:
-            worlds[obs.site_id] = Site(obs.site_id, grid.height, grid.width, world.seed, world.mine_density)
-        layout = worlds[obs.site_id].on(obs.date)
+        if site is None or site.site_id != obs.site_id:
+            site = Site(obs.site_id, grid.height, grid.width, world.seed, world.mine_density)
+            channels[obs.site_id] = site.channel
+        layout = site.on(obs.date)
         rng = np.random.default_rng(stable_seed(world.seed, obs.obs_id, "render"))
         pixels, names = render(layout, sig, rng, world.cloud_probability, world.haze_probability)
         keep = [names.index(b) for b in bands if b in names]
@@ -75,6 +80,9 @@ def export(
         )
         if obs.role == "labelled":
             rows.append(annotate(layout, obs.obs_id, obs.date, grid.crs, grid.transform, rng, world.annotator_miss_ha))
+            if previews_dir is not None and previews < world.previews:
+                _preview(pixels, names, layout.truth, rows[-1], grid, previews_dir / f"{obs.obs_id}.png")
+                previews += 1
         manifest.append(
             [
                 obs.obs_id,
@@ -89,7 +97,7 @@ def export(
             ]
         )
     write_text(source_dir / "labels.ndjson", "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows))
-    write_text(source_dir / "rivers.geojson", json.dumps(_rivers(worlds, grids), indent=1) + "\n")
+    write_text(source_dir / "rivers.geojson", json.dumps(_rivers(channels, grids), indent=1) + "\n")
     buf = io.StringIO()
     out = csv.writer(buf, lineterminator="\n")
     out.writerow(["obs_id", "site_id", "date", "role", "file", "crs", "height", "width", "source"])
@@ -113,12 +121,23 @@ def _write_image(path: Path, pixels: np.ndarray, names: list[str], grid: Grid, o
     write_cog(path, stored, grid, names, tags, nodata=NODATA, scales=scales)
 
 
-def _rivers(worlds: dict[str, Site], grids: dict[str, Grid]) -> dict:
+def _preview(pixels: np.ndarray, names: list[str], truth: np.ndarray, row: dict, grid: Grid, path: Path) -> None:
+    """True colour and SWIR-NIR-red false colour with the annotator's polygons and the truth."""
+    from sandmine.config import LabelsParams
+    from sandmine.labels import MINE, rasterize
+    from sandmine.report import world_preview
+    from sandmine.sources.labelbox import parse_row
+
+    drawn, _ = rasterize(parse_row(row), grid, np.ones(truth.shape, bool), LabelsParams())
+    world_preview(pixels, names, drawn == MINE, truth, row["data_row"]["global_key"], path)
+
+
+def _rivers(channels: dict, grids: dict[str, Grid]) -> dict:
     feats = []
-    for sid, site in sorted(worlds.items()):
+    for sid, channel in sorted(channels.items()):
         grid = grids[sid]
         frame = box(-50, -50, grid.width + 50, grid.height + 50)
-        poly = site.channel.intersection(frame)
+        poly = channel.intersection(frame)
         feats.append(
             {
                 "type": "Feature",
