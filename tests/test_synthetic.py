@@ -130,3 +130,11 @@ def test_river_runs_across_the_short_side():
 
     assert channel.intersects(LineString([(0, 0.5), (600, 0.5)]))
     assert channel.intersects(LineString([(0, 149.5), (600, 149.5)]))
+
+
+def test_blobs_are_single_polygons(rng):
+    from sandmine.sources.synthetic.layout import _blob
+
+    for _ in range(500):
+        blob = _blob(rng, 50, 50, rng.uniform(2, 20), rng.uniform(1, 3), rng.uniform(0, 3), k=int(rng.integers(4, 15)))
+        assert blob.geom_type == "Polygon" and blob.is_valid and blob.area > 0

@@ -162,7 +162,9 @@ def _blob(
     rad = r * (1 + 0.22 * rng.standard_normal(k)).clip(0.5, 1.6)
     x, y = rad * np.cos(t) * aspect, rad * np.sin(t)
     c, s = np.cos(angle), np.sin(angle)
-    return Polygon(np.c_[cx + x * c - y * s, cy + x * s + y * c]).buffer(0)
+    blob = Polygon(np.c_[cx + x * c - y * s, cy + x * s + y * c]).buffer(0)
+    # a wide angular gap can pinch the ring into pieces: keep one simple polygon
+    return blob if blob.geom_type == "Polygon" else blob.convex_hull
 
 
 def make_river(rng: np.random.Generator, h: int, w: int) -> River:

@@ -65,7 +65,7 @@ class Site:
                 y, x = self._pick(rng, (far > 8) & (far < 150))
                 kiln = _blob(rng, x, y, 4, 1.8, rng.uniform(0, 3), k=6)
                 self.features.append((kiln.buffer(3), "soil"))
-                self.features.append((kiln.exterior.buffer(0.8), "urban"))
+                self.features.append((kiln.boundary.buffer(0.8), "urban"))
                 self.features.append((kiln.buffer(-1.5), "kiln_core"))
         if rng.uniform() < 0.45:  # oxbow lake: a cut-off meander on the floodplain
             y, x = self._pick(rng, (far > 25) & (far < 100))
