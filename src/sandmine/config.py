@@ -25,7 +25,7 @@ class WorldParams:
     """Knobs of the embedded synthetic world (ignored by real sources)."""
 
     seed: int = 7
-    mine_density: float = 1.25  # scales the number of mining areas per km of river
+    mine_density: float = 1.0  # scales the number of mining areas per km of river
     cloud_probability: float = 0.3  # chance that an observation has clouds
     haze_probability: float = 0.5  # chance of thin haze
     annotator_miss_ha: float = 0.4  # mines smaller than this are often missed by annotators

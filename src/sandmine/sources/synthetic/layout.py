@@ -91,12 +91,13 @@ class River:
 
     def frame(self, h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
         """(u, n): along-river coordinate and signed distance from the centreline, px."""
-        yy, xx = np.mgrid[0:h, 0:w].astype(np.float32) + 0.5
-        c, s = np.cos(self.theta), np.sin(self.theta)
-        u = (xx - w / 2) * c + (yy - h / 2) * s
-        v = -(xx - w / 2) * s + (yy - h / 2) * c
+        yy = (np.arange(h, dtype=np.float32) + 0.5)[:, None] - h / 2
+        xx = (np.arange(w, dtype=np.float32) + 0.5)[None, :] - w / 2
+        c, s = float(np.cos(self.theta)), float(np.sin(self.theta))
+        u = xx * c + yy * s
+        v = -xx * s + yy * c
         vc, slope = self.centre(u)
-        return u, (v - vc) / np.sqrt(1 + slope**2)
+        return u, ((v - vc) / np.sqrt(1 + slope**2)).astype(np.float32)
 
     def centre(self, u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         p = self.params
@@ -202,13 +203,15 @@ def make_mines(rng: np.random.Generator, river: River, h: int, w: int, density: 
     b = river.half_width(u)
     dry_sand = (np.abs(n) < b * 0.92) & (np.abs(n - _thread(river, u, b)) > b * 0.3)
     flood = (np.abs(n) > b + river.params["riparian"] + 4) & (np.abs(n) < b + 70)
+    far_flood = (np.abs(n) > b + 110) & (np.abs(n) < b + 200)  # rare pits 1–2 km from the river
     length_km = (w * abs(np.cos(river.theta)) + h * abs(np.sin(river.theta))) / 100.0
     count = int(rng.poisson(max(0.5, density * length_km * 4.5)))
     mines: list[Mine] = []
     start = dt.date(2023, 6, 1).toordinal()
     for i in range(count):
-        in_channel = rng.uniform() < 0.78
-        pool = np.flatnonzero(dry_sand if in_channel else flood)
+        kind = rng.uniform()
+        in_channel = kind < 0.78
+        pool = np.flatnonzero(dry_sand if in_channel else far_flood if kind > 0.985 else flood)
         if pool.size == 0:
             continue
         cy, cx = np.unravel_index(pool[rng.integers(pool.size)], (h, w))

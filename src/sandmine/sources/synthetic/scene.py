@@ -7,7 +7,9 @@ import datetime as dt
 import numpy as np
 from scipy import ndimage
 from scipy.spatial import cKDTree
+from shapely.affinity import translate
 from shapely.geometry import LineString, Point, Polygon
+from shapely.geometry.base import BaseGeometry
 from shapely.ops import nearest_points
 
 from sandmine.sources.synthetic.layout import (
@@ -45,9 +47,13 @@ class Site:
         h, w = self.h, self.w
         n_cells = max(4, h * w // 140)
         seeds = rng.uniform([0, 0], [w, h], size=(n_cells, 2))
-        yy, xx = np.mgrid[0:h, 0:w]
-        _, cell = cKDTree(seeds).query(np.c_[xx.ravel() + 0.5, yy.ravel() + 0.5])
-        self.cells = cell.reshape(h, w).astype(np.int32) + 1
+        tree = cKDTree(seeds)
+        self.cells = np.empty((h, w), np.int32)
+        xs = np.arange(w, dtype=np.float32) + 0.5
+        for r0 in range(0, h, 256):  # in row blocks: the query's temporaries are 32 B a pixel
+            ys = np.arange(r0, min(h, r0 + 256), dtype=np.float32) + 0.5
+            yy, xx = np.meshgrid(ys, xs, indexing="ij")
+            self.cells[r0 : r0 + ys.size] = tree.query(np.c_[xx.ravel(), yy.ravel()])[1].reshape(ys.size, w) + 1
         self.cell_rank = rng.uniform(size=n_cells + 1)  # which cells go green first
         far = np.abs(self.n) - self.b
         per_area = 1 + h * w // 100_000  # more settlements on larger scenes
@@ -112,15 +118,22 @@ class Site:
         material = np.where(green, CODE["crop"], CODE["soil"]).astype(np.uint8)
         objects = self.cells.copy()
         next_id = int(objects.max()) + 1
-        blends: list[tuple[np.ndarray, int]] = []
+        full = (slice(0, h), slice(0, w))
+        alphas: dict[int, np.ndarray] = {}
+
+        def blend(code: int, win: tuple[slice, slice], alpha: np.ndarray) -> None:
+            """Paint `code` over the base with `alpha` (one map per material, overlaps keep the max)."""
+            arr = alphas.setdefault(code, np.zeros(shape, np.float32))
+            np.maximum(arr[win], alpha, out=arr[win])
+
         for geom, kind in self.features:
             if kind == "road":
-                blends.append((burn(shape, geom.buffer(0.9)).astype(np.float32) * 0.55, CODE["gravel_road"]))
+                blend(CODE["gravel_road"], full, burn(shape, geom.buffer(0.9)).astype(np.float32) * 0.55)
                 continue
             m = burn(shape, geom)
             if kind == "kiln_core":
                 material[m] = CODE["urban"]
-                blends.append((m.astype(np.float32) * 0.6, CODE["pit_pond"]))  # dark fired chamber
+                blend(CODE["pit_pond"], full, m.astype(np.float32) * 0.6)  # dark fired chamber
             else:
                 material[m] = CODE[kind]
             objects[m] = next_id
@@ -157,46 +170,61 @@ class Site:
         truth = np.zeros(shape, bool)
         present: list[tuple[Mine, str]] = []
         barges: list[tuple[int, int]] = []
-        plume = np.zeros(shape, np.float32)
         for mine in self.mines:
             state = mine.state(date)
             if state is None:
                 continue
-            area = burn(shape, mine.shape) & ~water
+            # work inside the mine's window (its road reaches the bank): cost follows the mine, not the scene
+            reach = mine.shape if mine.road is None else mine.shape.union(mine.road.buffer(1))
+            minx, miny, maxx, maxy = reach.bounds
+            r0, r1 = max(0, int(miny) - 6), min(h, int(maxy) + 7)
+            c0, c1 = max(0, int(minx) - 6), min(w, int(maxx) + 7)
+            if r0 >= r1 or c0 >= c1:
+                continue
+            win = (slice(r0, r1), slice(c0, c1))
+            sub = (r1 - r0, c1 - c0)
+            dry = ~water[win]
+
+            def local(g: BaseGeometry, r0: int = r0, c0: int = c0) -> BaseGeometry:
+                return translate(g, -c0, -r0)
+
+            area = burn(sub, local(mine.shape)) & dry
             if not area.any():
                 continue
             present.append((mine, state))
-            truth |= area
-            material[area] = CODE["scar"]
-            objects[area] = next_id
+            truth[win] |= area
+            mat, obj = material[win], objects[win]
+            mat[area] = CODE["scar"]
+            obj[area] = next_id
             next_id += 1
             if state == "abandoned":  # scar weathers back towards the bar it was dug from
-                blends.append((area * np.float32(0.5), CODE["dry_sand"]))
+                blend(CODE["dry_sand"], win, area * np.float32(0.5))
             pit_code = CODE["pit_pond_algal"] if mine.mine_id % 2 else CODE["pit_pond"]
             flooded = state in ("flooded", "abandoned") or not mine.in_channel
             for pit in mine.pits:
-                grow = 1.0 if flooded else 0.0
-                pm = burn(shape, pit.buffer(grow)) & ~water
-                material[pm] = pit_code if flooded else CODE["wet_sand"]
+                pm = burn(sub, local(pit.buffer(1.0 if flooded else 0.0))) & dry
+                mat[pm] = pit_code if flooded else CODE["wet_sand"]
             for pile in mine.stockpiles:
-                material[burn(shape, pile) & ~water] = CODE["stockpile"]
+                mat[burn(sub, local(pile)) & dry] = CODE["stockpile"]
             if mine.road is not None and state != "abandoned":
-                road = burn(shape, mine.road.buffer(0.7)) & ~water
-                blends.append((road * np.float32(0.45), CODE["gravel_road"]))
-                truth |= road & area
-            near = ndimage.binary_dilation(area, iterations=3) & water
+                road = burn(sub, local(mine.road.buffer(0.7))) & dry
+                blend(CODE["gravel_road"], win, road * np.float32(0.45))
+                truth[win] |= road & area
+            near = ndimage.binary_dilation(area, iterations=3) & water[win]
             if near.any() and state == "active" and mine.in_channel:
-                cy, cx = np.argwhere(near).mean(axis=0)
-                du = u - u[int(cy), int(cx)]
+                ys, xs = np.nonzero(near)
+                cy, cx = int(ys.mean()) + r0, int(xs.mean()) + c0
                 length = rng.uniform(20, 150)
-                reach = np.exp(-np.clip(du, 0, None) / length) * (du > -3)
-                plume = np.maximum(plume, reach.astype(np.float32) * water * rng.uniform(0.4, 0.9))
+                # the plume drifts downstream: a window reaching 5 lengths along the river
+                pr0, pr1 = max(0, cy - int(5 * length)), min(h, cy + int(5 * length) + 1)
+                pc0, pc1 = max(0, cx - int(5 * length)), min(w, cx + int(5 * length) + 1)
+                pwin = (slice(pr0, pr1), slice(pc0, pc1))
+                du = u[pwin] - u[cy, cx]
+                plume = np.exp(-np.clip(du, 0, None) / length) * (du > -3) * water[pwin]
+                blend(CODE["plume"], pwin, (plume * rng.uniform(0.4, 0.9)).astype(np.float32))
                 if rng.uniform() < 0.5:
-                    ys, xs = np.nonzero(near)
                     k = int(rng.integers(ys.size))
-                    barges.append((int(ys[k]), int(xs[k])))
-        if plume.any():
-            blends.append((plume, CODE["plume"]))
+                    barges.append((int(ys[k]) + r0, int(xs[k]) + c0))
 
         ignore: list[Polygon] = []
         sand_idx = np.flatnonzero(sand & ~truth)
@@ -207,7 +235,7 @@ class Site:
         return Layout(
             material,
             objects,
-            blends,
+            [(a, code) for code, a in sorted(alphas.items())],
             truth,
             present,
             ignore,
