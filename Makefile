@@ -20,9 +20,7 @@ lint:
 	$(ENV) ruff check src stages tests bench && mypy
 
 sweep:
-	$(ENV) dvc exp run --queue -S model.encoder=resnet18,mobilenet_v2 -S model.decoder=unet,fpn \
-	  && dvc queue start --jobs 1 && dvc queue wait-all 2>/dev/null; \
-	  dvc exp show --md --only-changed --sort-by metrics/evaluate.json:aoi_ap --sort-order desc
+	$(ENV) bash scripts/sweep.sh
 
 lock:
 	python3.11 -m venv /tmp/sandmine-lock && /tmp/sandmine-lock/bin/pip install -q -e ".[dev]" \

@@ -16,7 +16,7 @@ if [ ! -f "$_venv/.complete" ]; then
   "$_venv/bin/pip" install -q -r "$SANDMINE_ROOT/requirements.lock"
   touch "$_venv/.complete"
 fi
-# link this clone's source into the environment (quick; repeated so the latest clone wins)
-"$_venv/bin/pip" install -q --no-deps --no-build-isolation -e "$SANDMINE_ROOT" >/dev/null
+# this clone's code comes from its own src/ (per shell: clones sharing the environment do not mix)
+export PYTHONPATH="$SANDMINE_ROOT/src${PYTHONPATH:+:$PYTHONPATH}"
 export PATH="$_venv/bin:$PATH"
 export VIRTUAL_ENV="$_venv"
