@@ -2,8 +2,8 @@
 
 from pathlib import Path
 
-from sandmine import steps
 from sandmine.cli import run
+from sandmine.steps import annotate_pull
 
 
 def args(p):
@@ -14,4 +14,4 @@ def args(p):
 
 
 if __name__ == "__main__":
-    run(__doc__, args, lambda prm, a: steps.annotate_pull(prm, a.source, a.images, a.out, a.metrics))
+    run(__doc__, args, lambda prm, a: annotate_pull.run(prm, a.source, a.images, a.out, a.metrics))

@@ -2,8 +2,8 @@
 
 from pathlib import Path
 
-from sandmine import steps
 from sandmine.cli import run
+from sandmine.steps import aoi
 
 
 def args(p):
@@ -13,4 +13,4 @@ def args(p):
 
 
 if __name__ == "__main__":
-    run(__doc__, args, lambda prm, a: steps.make_aoi(prm, a.images, a.rivers, a.out))
+    run(__doc__, args, lambda prm, a: aoi.run(prm, a.images, a.rivers, a.out))

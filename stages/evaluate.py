@@ -2,8 +2,8 @@
 
 from pathlib import Path
 
-from sandmine import steps
 from sandmine.cli import run
+from sandmine.steps import evaluate
 
 
 def args(p):
@@ -16,7 +16,7 @@ if __name__ == "__main__":
     run(
         __doc__,
         args,
-        lambda prm, a: steps.evaluate(
+        lambda prm, a: evaluate.run(
             prm, a.model, a.images, a.labels, a.aoi, a.split, a.out, a.metrics, a.plots, a.truth
         ),
     )

@@ -2,8 +2,8 @@
 
 from pathlib import Path
 
-from sandmine import steps
 from sandmine.cli import run
+from sandmine.steps import export
 
 
 def args(p):
@@ -15,4 +15,4 @@ def args(p):
 
 
 if __name__ == "__main__":
-    run(__doc__, args, lambda prm, a: steps.export(prm, a.sites, a.observations, a.images, a.source_out, a.previews))
+    run(__doc__, args, lambda prm, a: export.run(prm, a.sites, a.observations, a.images, a.source_out, a.previews))

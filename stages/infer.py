@@ -2,8 +2,8 @@
 
 from pathlib import Path
 
-from sandmine import steps
 from sandmine.cli import run
+from sandmine.steps import infer
 
 
 def args(p):
@@ -12,4 +12,4 @@ def args(p):
 
 
 if __name__ == "__main__":
-    run(__doc__, args, lambda prm, a: steps.infer(prm, a.model, a.images, a.split, a.out, a.metrics, a.report))
+    run(__doc__, args, lambda prm, a: infer.run(prm, a.model, a.images, a.split, a.out, a.metrics, a.report))

@@ -2,8 +2,8 @@
 
 from pathlib import Path
 
-from sandmine import steps
 from sandmine.cli import run
+from sandmine.steps import split
 
 
 def args(p):
@@ -16,6 +16,4 @@ def args(p):
 
 
 if __name__ == "__main__":
-    run(
-        __doc__, args, lambda prm, a: steps.make_split(prm, a.sites, a.observations, a.labels, a.out, a.metrics, a.plot)
-    )
+    run(__doc__, args, lambda prm, a: split.run(prm, a.sites, a.observations, a.labels, a.out, a.metrics, a.plot))

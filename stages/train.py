@@ -4,8 +4,8 @@ from pathlib import Path
 
 from dvclive import Live
 
-from sandmine import steps
 from sandmine.cli import run
+from sandmine.steps import train
 
 
 def args(p):
@@ -22,7 +22,7 @@ def body(prm, a):
                 live.log_metric(key, round(value, 5))
             live.next_step()
 
-        steps.train(prm, a.images, a.labels, a.aoi, a.split, a.model, a.metrics, on_epoch)
+        train.run(prm, a.images, a.labels, a.aoi, a.split, a.model, a.metrics, on_epoch)
 
 
 if __name__ == "__main__":

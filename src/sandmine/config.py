@@ -105,7 +105,6 @@ class EvaluateParams:
     """Scores on held-out observations."""
 
     roles: list[str] = field(default_factory=lambda: ["test"])
-    pixel_sample: int = 20000  # pixels kept for the PR-curve plot
 
 
 @dataclass

@@ -133,10 +133,3 @@ def pull(
         "mine_polygons": n_polys,
         "mine_pixel_fraction": n_mine / max(n_valid, 1),
     }
-
-
-def read_manifest(path: Path) -> list[dict]:
-    if not path.exists():
-        raise SandmineError("image manifest not found", str(path), "run the export stage first")
-    with path.open(newline="") as fh:
-        return list(csv.DictReader(fh))

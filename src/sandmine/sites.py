@@ -84,6 +84,15 @@ def read_sites(path: str | Path) -> dict[str, Site]:
     return sites
 
 
+def read_manifest(path: str | Path) -> list[dict]:
+    """Rows of `data/images/manifest.csv` (obs_id, site_id, date, role, file, crs, height, width, source)."""
+    path = Path(path)
+    if not path.exists():
+        raise SandmineError("image manifest not found", str(path), "run the export stage first")
+    with path.open(newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
 def read_observations(path: str | Path, sites: dict[str, Site]) -> list[Observation]:
     """Read `data/observations.csv` (obs_id, site_id, date, role), checked against sites."""
     path = Path(path)

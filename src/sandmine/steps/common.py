@@ -1,0 +1,42 @@
+"""Helpers shared by the stages that read the split and predict observations."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from sandmine import prediction
+from sandmine.config import Params
+from sandmine.errors import SandmineError
+from sandmine.raster import Image, read_image, read_mask
+
+
+def read_split(path: Path) -> list[dict]:
+    with path.open(newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def scene(
+    obs_id: str, bands: list[str], images: Path, labels: Path, aois: Path
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    image = read_image(images / f"{obs_id}.tif", bands)
+    label = read_mask(labels / f"{obs_id}.tif", image.grid)
+    aoi = read_mask(aois / f"{obs_id}.tif", image.grid) > 0
+    if np.isnan(image.data).all():
+        raise SandmineError("image has no valid pixel", str(images / f"{obs_id}.tif"), "re-export it")
+    return image.data, label, aoi
+
+
+def predict_obs(model: torch.nn.Module, ckpt: dict, p: Params, path: Path) -> tuple[np.ndarray, Image]:
+    image = read_image(path, ckpt["bands"])
+    x = prediction.normalise(
+        image.data, ckpt["bands"], np.array(ckpt["mean"], np.float32), np.array(ckpt["std"], np.float32)
+    )
+    prob = prediction.predict(
+        model, x, p.predict.window_px, p.predict.stride_px, p.predict.discard_px, p.predict.batch_size
+    )
+    prob[np.isnan(image.data).any(axis=0)] = 0.0
+    return prob, image
