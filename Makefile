@@ -23,7 +23,7 @@ sweep:
 	$(ENV) bash scripts/sweep.sh
 
 lock:
-	python3.11 -m venv /tmp/sandmine-lock && /tmp/sandmine-lock/bin/pip install -q -e ".[dev]" \
+	python3.11 -m venv /tmp/sandmine-lock && /tmp/sandmine-lock/bin/pip install -q -e ".[dev,bench]" \
 	  && { echo "# Exact versions for reproducible numbers. Regenerate: make lock"; \
 	       /tmp/sandmine-lock/bin/pip freeze --exclude-editable | grep -vi '^sandmine'; \
 	       /tmp/sandmine-lock/bin/pip list --format=freeze | grep -i '^setuptools=='; } > requirements.lock

@@ -16,7 +16,16 @@ if [ ! -f "$_venv/.complete" ]; then
   "$_venv/bin/pip" install -q -r "$SANDMINE_ROOT/requirements.lock"
   touch "$_venv/.complete"
 fi
+# the map report's test renders it in headless Chromium (Debian's package)
+if ! command -v chromium >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "sandmine: installing chromium (apt-get, once per machine)" >&2
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) >/dev/null
+  else
+    echo "sandmine: chromium is missing (the map test needs it): sudo apt-get install chromium" >&2
+  fi
+fi
 # this clone's code comes from its own src/ (per shell: clones sharing the environment do not mix)
 export PYTHONPATH="$SANDMINE_ROOT/src${PYTHONPATH:+:$PYTHONPATH}"
-export PATH="$_venv/bin:$PATH"
+export PATH="$SANDMINE_ROOT/bin:$_venv/bin:$PATH"
 export VIRTUAL_ENV="$_venv"

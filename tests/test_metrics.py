@@ -69,3 +69,50 @@ def test_summary_random_scorer_ap_near_positive_fraction(rng):
     h = _hist(quantise(rng.uniform(size=truth.size)), truth)
     s = h.summary(0.5)
     assert s["ap"] == pytest.approx(s["mine_fraction"], abs=0.01)
+
+
+def test_counts_match_at():
+    h = _hist([255, 200, 128, 127, 0], [1, 0, 1, 1, 0])
+    assert h.counts(0.5) == (2, 1, 1, 1)  # 128/255 >= 0.5 > 127/255
+    assert h.at(0.5)["precision"] == pytest.approx(2 / 3)
+
+
+def _objects(pred_boxes, truth_boxes, shape=(40, 40), overlap=0.5, min_pixels=1, ignore_boxes=()):
+    from sandmine.metrics import Objects
+
+    def paint(boxes):
+        m = np.zeros(shape, bool)
+        for r0, r1, c0, c1 in boxes:
+            m[r0:r1, c0:c1] = True
+        return m
+
+    o = Objects(overlap, min_pixels)
+    counts = o.add(paint(pred_boxes), paint(truth_boxes), paint(ignore_boxes))
+    return o, counts
+
+
+def test_objects_known_answer():
+    # truth: A (10x10 at 0,0), B (4x4 at 20,20), C (4x4 at 30,0)
+    # pred: covers 60 % of A; covers 25 % of B (plus 12 px off it); a false alarm far away
+    truth = [(0, 10, 0, 10), (20, 24, 20, 24), (30, 34, 0, 4)]
+    pred = [(0, 6, 0, 10), (20, 21, 20, 24), (21, 24, 25, 29), (30, 33, 30, 33)]
+    o, counts = _objects(pred, truth)
+    assert counts == {"truth": 3, "found": 1, "predicted": 4, "correct": 2}
+    s = o.summary()
+    assert s["object_recall"] == pytest.approx(1 / 3)
+    assert s["object_precision"] == pytest.approx(2 / 4)
+    assert s["object_f1"] == pytest.approx(2 * (1 / 3) * 0.5 / (1 / 3 + 0.5))
+
+
+def test_objects_imprecise_boundary_still_found():
+    # a prediction shifted by 2 px: pixel IoU 0.64, but the mine is found and the prediction right
+    o, counts = _objects([(2, 12, 0, 10)], [(0, 10, 0, 10)], overlap=0.3)
+    assert counts["found"] == 1 and counts["correct"] == 1
+
+
+def test_objects_small_predictions_dropped_and_ignore_not_blamed():
+    o, counts = _objects([(0, 1, 0, 2), (10, 15, 10, 15)], [], min_pixels=4, ignore_boxes=[(10, 15, 10, 15)])
+    assert counts == {"truth": 0, "found": 0, "predicted": 0, "correct": 0}  # ignored pixels removed first
+    o, counts = _objects([(0, 1, 0, 2), (10, 15, 10, 15)], [], min_pixels=4)
+    assert counts["predicted"] == 1 and counts["correct"] == 0
+    assert np.isnan(o.summary()["object_recall"])  # no labelled mine: recall undefined, not 0 or 1

@@ -54,7 +54,8 @@ def project(tmp_path: Path, tiny_inputs) -> Path:
         shutil.copy(ROOT / name, proj / name)
     (proj / "data").mkdir()
     shutil.copy(tiny_inputs[0], proj / "data" / "sites.geojson")
-    shutil.copy(tiny_inputs[1], proj / "data" / "observations.csv")
+    obs = tiny_inputs[1].read_text() + "son_a_2024-11-18,son_a,2024-11-18,infer\n"  # a time series of 2 dates
+    (proj / "data" / "observations.csv").write_text(obs)
     (proj / "params.yaml").write_text(TINY_PARAMS)
     _run(["git", "init", "-q"], proj)
     _run(["dvc", "init", "-q"], proj)
@@ -72,9 +73,18 @@ def test_dvc_repro_end_to_end_then_nothing_to_do(project: Path):
     assert 0 <= ev["aoi_ap"] <= 1 and ev["aoi_pixels"] > 0
     assert 0 <= ev["truth_aoi_ap"] <= 1  # scored against the exact truth too
     assert len(list((project / "plots" / "world").glob("*.png"))) == 4
-    assert json.loads((project / "metrics" / "infer.json").read_text())["observations"] == 1
+    assert 0 <= ev["object_recall"] <= 1 and ev["object_labelled"] > 0
+    assert set(ev["clusters"]) == {f"c{r.split(',')[2]}" for r in split if r.endswith(",test")}
+    assert (project / "plots" / "eval" / "confusion.png").exists()
+    inf = json.loads((project / "metrics" / "infer.json").read_text())
+    assert inf["observations"] == 2 and inf["sites"] == 1
     assert (project / "reports" / "map.html").read_text().count("SYNTHETIC DATA") == 1
-    assert (project / "data" / "predictions" / "infer" / "son_a_2026-11-08.geojson").exists()
+    infer = project / "data" / "predictions" / "infer"
+    for name in ("son_a_2026-11-08.geojson", "son_a_2026-11-08_mask.tif", "son_a_median.tif", "change.csv"):
+        assert (infer / name).exists(), name
+    assert (infer / "son_a_change_2024-11-18_2026-11-08.geojson").exists()
+    series = (infer / "timeseries.csv").read_text().splitlines()
+    assert [line.split(",")[1] for line in series[1:]] == ["2024-11-18", "2026-11-08"]
     assert (project / "dvc.lock").exists()
     first = (project / "metrics" / "evaluate.json").read_bytes()
     again = _run(["dvc", "repro"], project)

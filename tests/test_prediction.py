@@ -1,15 +1,19 @@
-"""Stitching: a translation-equivariant model gives the whole-raster answer away from borders."""
+"""Stitching: a translation-equivariant model gives the whole-raster answer away from borders,
+for both blends, in memory, streamed from a file, and tile by tile."""
 
 import numpy as np
+import pytest
+import rasterio
 import torch
 from torch import nn
 
-from sandmine.prediction import predict
+from sandmine.prediction import Stitch, blend_weights, predict, predict_file, predict_rows
+from sandmine.raster import read_image, write_cog
 
 
-def _conv_model(k: int) -> nn.Module:
+def _conv_model(k: int, channels: int = 3) -> nn.Module:
     torch.manual_seed(0)
-    m = nn.Conv2d(3, 1, k, padding=k // 2)
+    m = nn.Conv2d(channels, 1, k, padding=k // 2)
     return m.eval()
 
 
@@ -18,23 +22,123 @@ def _whole(model: nn.Module, image: np.ndarray) -> np.ndarray:
         return torch.sigmoid(model(torch.from_numpy(image)[None]))[0, 0].numpy()
 
 
-def test_pointwise_model_stitched_equals_whole_pass(rng):
+@pytest.mark.parametrize("blend", ["mean", "gaussian"])
+def test_pointwise_model_stitched_equals_whole_pass(rng, blend):
     image = rng.standard_normal((3, 150, 170)).astype(np.float32)
     model = _conv_model(1)
-    stitched = predict(model, image, window=64, stride=32, discard=16, batch_size=4)
+    stitched = predict(model, image, Stitch(64, 32, 16, 4, blend))
     np.testing.assert_allclose(stitched, _whole(model, image), atol=1e-6)
 
 
-def test_conv_model_equal_away_from_window_edges(rng):
+@pytest.mark.parametrize("blend", ["mean", "gaussian"])
+def test_conv_model_equal_away_from_window_edges(rng, blend):
     # a 5x5 conv sees 2 px beyond each pixel: the discarded 16 px hide window-edge effects
     image = rng.standard_normal((3, 140, 140)).astype(np.float32)
     model = _conv_model(5)
-    stitched = predict(model, image, window=64, stride=32, discard=16, batch_size=3)
+    stitched = predict(model, image, Stitch(64, 32, 16, 3, blend))
     np.testing.assert_allclose(stitched[2:-2, 2:-2], _whole(model, image)[2:-2, 2:-2], atol=1e-6)
+
+
+def test_without_discard_window_edges_show():
+    # the same model with no discard differs near window edges: the discard is what hides them
+    image = np.random.default_rng(1).standard_normal((3, 140, 140)).astype(np.float32)
+    model = _conv_model(5)
+    stitched = predict(model, image, Stitch(64, 32, 0, 3, "mean"))
+    assert np.abs(stitched[2:-2, 2:-2] - _whole(model, image)[2:-2, 2:-2]).max() > 1e-3
 
 
 def test_raster_smaller_than_window(rng):
     image = rng.standard_normal((3, 20, 30)).astype(np.float32)
-    out = predict(_conv_model(1), image, window=64, stride=32, discard=8, batch_size=2)
+    out = predict(_conv_model(1), image, Stitch(64, 32, 8, 2))
     assert out.shape == (20, 30)
     assert np.isfinite(out).all()
+
+
+def test_gaussian_weights_trust_the_centre():
+    w = blend_weights(64, "gaussian")
+    assert w.shape == (64, 64) and w.min() > 0
+    assert w[31, 31] == w.max() and w[31, 31] > 10 * w[31, 8]
+    assert np.array_equal(w, w.T) and np.array_equal(w, w[::-1, ::-1])
+    with pytest.raises(ValueError, match="valid"):
+        blend_weights(64, "median")
+
+
+def test_rows_stream_in_order_with_bounded_reads(rng):
+    image = rng.standard_normal((3, 300, 100)).astype(np.float32)
+    reads = []
+
+    def read(a, b):
+        reads.append((a, b))
+        return image[:, a:b]
+
+    s = Stitch(64, 48, 8, 4)
+    blocks = list(predict_rows(_conv_model(3), read, 300, 100, s))
+    firsts = [r for r, _ in blocks]
+    assert firsts == sorted(firsts) and firsts[0] == 0
+    assert sum(b.shape[0] for _, b in blocks) == 300  # every row exactly once
+    assert all(b - a == 64 for a, b in reads)  # one strip of windows at a time
+
+
+@pytest.mark.parametrize("rows", [(0, 97), (97, 211), (211, 300), (40, 41)])
+def test_row_range_equals_same_rows_of_whole_pass(rng, rows):
+    image = rng.standard_normal((3, 300, 120)).astype(np.float32)
+    model, s = _conv_model(7), Stitch(64, 40, 12, 4, "gaussian")
+    whole = predict(model, image, s)
+    part = np.concatenate([b for _, b in predict_rows(model, lambda a, b: image[:, a:b], 300, 120, s, *rows)])
+    assert np.array_equal(part, whole[rows[0] : rows[1]])  # same windows, same order: bitwise equal
+
+
+def _image_file(tmp_path, grid_fn, rng, h, w):
+    grid = grid_fn(h, w)
+    data = rng.uniform(0.0, 0.3, (3, h, w)).astype(np.float32)
+    data[:, 5:9, 10:20] = np.nan
+    path = tmp_path / "img.tif"
+    write_cog(path, data, grid, ["B2", "B3", "B4"], {"source": "synthetic", "date": "2026-01-01"})
+    return path, grid
+
+
+@pytest.fixture
+def grid_fn():
+    from rasterio.crs import CRS
+    from rasterio.transform import from_origin
+
+    from sandmine.raster import Grid
+
+    return lambda h, w: Grid(CRS.from_epsg(32644), from_origin(500000, 3000000, 10, 10), h, w)
+
+
+def test_file_streaming_equals_in_memory(tmp_path, rng, grid_fn):
+    src, grid = _image_file(tmp_path, grid_fn, rng, 260, 190)
+    ckpt = {"bands": ["B2", "B3", "B4"], "mean": [0.1, 0.1, 0.1], "std": [0.2, 0.2, 0.2]}
+    model, s = _conv_model(3), Stitch(64, 48, 8, 4)
+    predict_file(model, ckpt, src, tmp_path / "p.tif", s)
+    with rasterio.open(tmp_path / "p.tif") as ds:
+        got = ds.read(1)
+        assert ds.crs == grid.crs and ds.transform == grid.transform
+        assert ds.tags()["source"] == "synthetic" and ds.descriptions == ("mine_probability",)
+        assert ds.profile["tiled"] and ds.profile["blockxsize"] == 256
+    from sandmine.metrics import quantise
+    from sandmine.prediction import normalise
+
+    raw = read_image(src, ckpt["bands"]).data
+    x = normalise(raw, ckpt["bands"], np.full(3, 0.1, np.float32), np.full(3, 0.2, np.float32))
+    want = predict(model, x, s)
+    want[np.isnan(raw).any(axis=0)] = 0
+    assert np.array_equal(got, quantise(want))
+    assert (got[5:9, 10:20] == 0).all()
+    assert not list(tmp_path.glob(".tmp-*"))
+
+
+def test_file_tiles_reassemble_the_whole(tmp_path, rng, grid_fn):
+    src, grid = _image_file(tmp_path, grid_fn, rng, 300, 140)
+    ckpt = {"bands": ["B2", "B3", "B4"], "mean": [0.0] * 3, "std": [1.0] * 3}
+    model, s = _conv_model(5), Stitch(64, 48, 8, 4)
+    predict_file(model, ckpt, src, tmp_path / "whole.tif", s)
+    parts = []
+    for i, rows in enumerate([(0, 128), (128, 256), (256, 300)]):
+        predict_file(model, ckpt, src, tmp_path / f"t{i}.tif", s, rows=rows)
+        with rasterio.open(tmp_path / f"t{i}.tif") as ds:
+            assert ds.transform.f == grid.transform.f - 10 * rows[0]
+            parts.append(ds.read(1))
+    with rasterio.open(tmp_path / "whole.tif") as ds:
+        assert np.array_equal(np.concatenate(parts), ds.read(1))

@@ -86,5 +86,6 @@ def to_model_units(image: np.ndarray, names: list[str]) -> np.ndarray:
     out = image.astype(np.float32, copy=True)
     for i, name in enumerate(names):
         if CATALOGUE[name].unit == "dB":
-            out[i] = (out[i] + 30.0) / 30.0
-    return np.nan_to_num(out, nan=0.0)
+            out[i] += 30.0
+            out[i] /= 30.0
+    return np.nan_to_num(out, nan=0.0, copy=False)

@@ -93,11 +93,16 @@ class TrainParams:
 class PredictParams:
     """Stitched sliding-window prediction."""
 
-    window_px: int = 256
-    stride_px: int = 192
-    discard_px: int = 32
-    batch_size: int = 8
+    window_px: int = 512
+    stride_px: int = 480
+    discard_px: int = 16
+    batch_size: int = 1
     threshold: float = 0.5
+    blend: str = "gaussian"
+    workers: int = 2
+    scheduler: str | None = None
+    tile_rows: int = 4096
+    threads: int = 1
 
 
 @dataclass
@@ -105,6 +110,7 @@ class EvaluateParams:
     """Scores on held-out observations."""
 
     roles: list[str] = field(default_factory=lambda: ["test"])
+    object_overlap: float = 0.3
 
 
 @dataclass
@@ -191,6 +197,7 @@ def _check_values(p: Params, path: Path) -> None:
         "labels.source": (p.labels.source, ["synthetic", "labelbox"]),
         "aoi.rivers": (p.aoi.rivers, ["vector", "water_index"]),
         "train.loss": (p.train.loss, ["wbce", "dice", "focal"]),
+        "predict.blend": (p.predict.blend, ["mean", "gaussian"]),
     }
     for key, (choice, valid) in choices.items():
         if choice not in valid:
@@ -203,6 +210,8 @@ def _check_values(p: Params, path: Path) -> None:
         "predict.window_px": p.predict.window_px,
         "predict.stride_px": p.predict.stride_px,
         "split.n_clusters": p.split.n_clusters,
+        "predict.tile_rows": p.predict.tile_rows,
+        "predict.threads": p.predict.threads,
     }
     check_names(p.bands, f"{where}: bands")
     check_names(p.model.bands, f"{where}: model.bands")
@@ -220,6 +229,12 @@ def _check_values(p: Params, path: Path) -> None:
             "no cluster left for training: val_clusters + test_clusters >= n_clusters",
             where,
             "raise 'split.n_clusters' or hold out fewer clusters",
+        )
+    if p.predict.workers < 0:
+        raise SandmineError(f"'predict.workers' is {p.predict.workers}", where, "use 0 (no Dask) or more")
+    if not 0 < p.evaluate.object_overlap <= 1:
+        raise SandmineError(
+            f"'evaluate.object_overlap' is {p.evaluate.object_overlap}", where, "use a fraction in (0, 1]"
         )
     if p.train.window_px % 32:
         raise SandmineError(f"'train.window_px' is {p.train.window_px}; encoders need a multiple of 32", where)

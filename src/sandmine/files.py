@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 
 @contextlib.contextmanager
@@ -43,9 +46,17 @@ def write_json(path: str | Path, data: Any) -> None:
     write_text(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 
-def round_metrics(metrics: dict[str, float], digits: int = 4) -> dict[str, float]:
-    """Flat numeric metrics rounded for stable diffs."""
-    return {k: round(float(v), digits) for k, v in sorted(metrics.items())}
+def round_metrics(metrics: dict, digits: int = 4) -> dict:
+    """Numeric metrics (nested dicts allowed) rounded for stable diffs; NaN (undefined) as null."""
+    out: dict = {}
+    for k, v in sorted(metrics.items()):
+        if isinstance(v, dict):
+            out[k] = round_metrics(v, digits)
+        elif isinstance(v, (int, np.integer)) and not isinstance(v, bool):
+            out[k] = int(v)
+        else:
+            out[k] = None if math.isnan(float(v)) else round(float(v), digits)
+    return out
 
 
 def fresh_dir(path: str | Path) -> Path:

@@ -52,12 +52,14 @@ class Histogram:
         p, r = precision[seen], recall[seen]
         return float(np.sum(np.diff(np.r_[0.0, r]) * p))
 
+    def counts(self, threshold: float) -> tuple[int, int, int, int]:
+        """(tp, fp, fn, tn) of `score >= threshold`."""
+        k = level(threshold)
+        return (int(self.pos[k:].sum()), int(self.neg[k:].sum()), int(self.pos[:k].sum()), int(self.neg[:k].sum()))
+
     def at(self, threshold: float) -> dict[str, float]:
         """Precision, recall, F1 and IoU of `score >= threshold`."""
-        level = int(np.ceil(threshold * (LEVELS - 1) - 1e-9))
-        tp = int(self.pos[level:].sum())
-        fp = int(self.neg[level:].sum())
-        fn = int(self.pos[:level].sum())
+        tp, fp, fn, _ = self.counts(threshold)
         precision = tp / max(tp + fp, 1)
         recall = tp / max(tp + fn, 1)
         f1 = 2 * precision * recall / max(precision + recall, 1e-12)
@@ -86,5 +88,67 @@ class Histogram:
             "best_f1_threshold": best_t,
             "mine_fraction": int(self.pos.sum()) / max(total, 1),
             "pixels": total,
+        }
+        return {f"{prefix}{k}": v for k, v in out.items()}
+
+
+def level(threshold: float) -> int:
+    """The lowest uint8 score level that counts as `score >= threshold`."""
+    return int(np.ceil(threshold * (LEVELS - 1) - 1e-9))
+
+
+class Objects:
+    """Object-level detection: connected mines (8-neighbours) rather than pixels.
+
+    A labelled mine is found when predicted pixels cover at least `overlap` of its area; a
+    predicted object is correct when at least `overlap` of it lies on labelled mine (or on
+    ignore pixels, which no prediction is blamed for). Predicted objects smaller than
+    `min_pixels` are dropped first, as the polygons are. Pixel metrics punish imprecise
+    boundaries; these count what a user of the map sees: which mines were found.
+    """
+
+    def __init__(self, overlap: float, min_pixels: int = 1) -> None:
+        self.overlap = overlap
+        self.min_pixels = min_pixels
+        self.truth = self.found = self.predicted = self.correct = 0
+
+    def add(self, pred: np.ndarray, truth: np.ndarray, ignore: np.ndarray | None = None) -> dict[str, int]:
+        """Count one observation's objects; returns its counts. All arrays (H, W) bool."""
+        from scipy import ndimage
+
+        eight = np.ones((3, 3), bool)
+        ignore = np.zeros_like(truth) if ignore is None else ignore
+        pred = pred & ~ignore
+        plab, n_pred = ndimage.label(pred, eight)
+        if n_pred:
+            sizes = np.bincount(plab.ravel(), minlength=n_pred + 1)
+            small = sizes < self.min_pixels
+            small[0] = False
+            pred = pred & ~small[plab]
+            plab, n_pred = ndimage.label(pred, eight)
+        tlab, n_truth = ndimage.label(truth, eight)
+        found = correct = 0
+        if n_truth:
+            cover = ndimage.mean(pred, tlab, np.arange(1, n_truth + 1))
+            found = int(np.sum(np.asarray(cover) >= self.overlap - 1e-12))
+        if n_pred:
+            on_mine = ndimage.mean(truth | ignore, plab, np.arange(1, n_pred + 1))
+            correct = int(np.sum(np.asarray(on_mine) >= self.overlap - 1e-12))
+        self.truth += n_truth
+        self.found += found
+        self.predicted += n_pred
+        self.correct += correct
+        return {"truth": n_truth, "found": found, "predicted": n_pred, "correct": correct}
+
+    def summary(self, prefix: str = "object_") -> dict[str, float]:
+        precision = self.correct / self.predicted if self.predicted else float("nan")
+        recall = self.found / self.truth if self.truth else float("nan")
+        f1 = 2 * precision * recall / (precision + recall) if precision + recall > 0 else 0.0
+        out = {
+            "precision": precision,
+            "recall": recall,
+            "f1": f1,
+            "labelled": self.truth,
+            "predicted": self.predicted,
         }
         return {f"{prefix}{k}": v for k, v in out.items()}

@@ -1,51 +1,199 @@
-"""Stitched sliding-window prediction with an edge discard and mean blending of overlaps."""
+"""Stitched sliding-window prediction, streamed a strip of windows at a time.
+
+Windows of `window` px step by `stride`; `discard` px at each window edge are dropped (kept
+where the window touches the raster edge) and the kept parts of overlapping windows are
+blended, by a plain mean or with Gaussian weights that trust window centres most. Rows are
+finished as soon as no later window can touch them, so memory holds one strip of windows
+(`window` rows × raster width), whatever the raster's height; a row range of a large raster
+can be computed on its own (a tile for a Dask worker) and is identical to the same rows of a
+whole-raster pass.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
 import numpy as np
 import torch
+from rasterio.transform import Affine
 from torch import nn
+from tqdm import tqdm
 
 from sandmine.bands import to_model_units
-from sandmine.windows import grid, keep_region
+from sandmine.metrics import quantise
+from sandmine.raster import CogWriter, Grid, ImageReader
+from sandmine.windows import keep_region, starts
+
+BLENDS = ("mean", "gaussian")
+
+
+@dataclass(frozen=True)
+class Stitch:
+    """How windows are laid out and blended."""
+
+    window: int
+    stride: int
+    discard: int
+    batch_size: int
+    blend: str = "gaussian"
+
+
+def blend_weights(window: int, blend: str) -> np.ndarray:
+    """(window, window) float32 weights of one window's pixels when overlaps are averaged."""
+    if blend == "mean":
+        return np.ones((window, window), np.float32)
+    if blend == "gaussian":  # sigma = window / 8 as in nnU-Net; floored so no kept pixel has zero weight
+        d = np.arange(window, dtype=np.float64) - (window - 1) / 2
+        g = np.exp(-(d**2) / (2 * (window / 8) ** 2))
+        w = np.outer(g, g)
+        return np.maximum(w / w.max(), 1e-3).astype(np.float32)
+    raise ValueError(f"unknown blend {blend!r}; valid: {BLENDS}")
 
 
 def normalise(image: np.ndarray, bands: list[str], mean: np.ndarray, std: np.ndarray) -> np.ndarray:
-    """(C, H, W) export units -> standardised float32 with NaN (nodata) as 0."""
-    x = to_model_units(image, bands)
-    x = (x - mean[:, None, None]) / std[:, None, None]
-    return np.nan_to_num(x, nan=0.0).astype(np.float32)
+    """(C, H, W) export units -> standardised float32; nodata (NaN) counts as 0 in model units."""
+    x = to_model_units(image, bands)  # a new array: the arithmetic below is in place
+    x -= mean.astype(np.float32)[:, None, None]
+    x /= std.astype(np.float32)[:, None, None]
+    return x
+
+
+RowReader = Callable[[int, int], np.ndarray]
 
 
 @torch.no_grad()
-def predict(model: nn.Module, image: np.ndarray, window: int, stride: int, discard: int, batch_size: int) -> np.ndarray:
-    """Probability of mining for every pixel.
+def predict_rows(
+    model: nn.Module, read: RowReader, height: int, width: int, s: Stitch, row0: int = 0, row1: int | None = None
+) -> Iterator[tuple[int, np.ndarray]]:
+    """Yield (first row, (n, width) float32 probabilities) for rows [row0, row1), top to bottom.
 
     Args:
         model: (B, C, window, window) -> (B, 1, window, window) logits.
-        image: (C, H, W) float32, already normalised.
-        window, stride, discard: window size, step between windows, and pixels dropped at
-            each window edge (kept where the window touches the raster edge).
-        batch_size: windows per forward pass.
-
-    Returns:
-        (H, W) float32 probabilities; overlapping kept regions are averaged.
+        read: read(r0, r1) -> (C, r1 - r0, width) normalised float32 input rows.
+        height, width: raster size; both must be at least `s.window` (see `predict` for smaller).
     """
+    row1 = height if row1 is None else row1
+    if height < s.window or width < s.window:
+        raise ValueError(f"raster {height}x{width} is smaller than one window ({s.window} px)")
+    weights = blend_weights(s.window, s.blend)
+    rows = starts(height, s.window, s.stride)
+    needed = [r for r in rows if r < row1 and r + s.window > row0]
+    model.eval()
+    pool = ThreadPoolExecutor(max_workers=1)  # reads the next strip while the model runs
+    ahead = pool.submit(read, needed[0], needed[0] + s.window)
+    try:
+        yield from _strips(model, read, height, width, s, row0, row1, needed, weights, pool, ahead)
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _strips(
+    model: nn.Module,
+    read: RowReader,
+    height: int,
+    width: int,
+    s: Stitch,
+    row0: int,
+    row1: int,
+    needed: list[int],
+    weights: np.ndarray,
+    pool: ThreadPoolExecutor,
+    ahead: Future,
+) -> Iterator[tuple[int, np.ndarray]]:
+    cols = starts(width, s.window, s.stride)
+    lo = needed[0]  # first row held in the accumulators
+    total = np.zeros((0, width), np.float32)
+    wsum = np.zeros((0, width), np.float32)
+    for k, r in enumerate(needed):
+        grow = r + s.window - lo - total.shape[0]
+        if grow > 0:
+            total = np.concatenate([total, np.zeros((grow, width), np.float32)])
+            wsum = np.concatenate([wsum, np.zeros((grow, width), np.float32)])
+        x = ahead.result()
+        if k + 1 < len(needed):
+            ahead = pool.submit(read, needed[k + 1], needed[k + 1] + s.window)
+        for b in range(0, len(cols), s.batch_size):
+            batch = cols[b : b + s.batch_size]
+            xb = torch.from_numpy(np.ascontiguousarray(np.stack([x[:, :, c : c + s.window] for c in batch])))
+            prob = torch.sigmoid(model(xb))[:, 0].numpy()
+            for c, p in zip(batch, prob):
+                rs, cs = keep_region(r, c, s.window, height, width, s.discard)
+                wt = weights[rs, cs]
+                out_r = slice(r - lo + rs.start, r - lo + rs.stop)
+                out_c = slice(c + cs.start, c + cs.stop)
+                total[out_r, out_c] += p[rs, cs] * wt
+                wsum[out_r, out_c] += wt
+        done = needed[k + 1] if k + 1 < len(needed) else min(row1, height)  # no later window reaches above
+        done = min(done, r + s.window)
+        a, b_ = max(lo, row0), min(done, row1)
+        if b_ > a:
+            yield a, total[a - lo : b_ - lo] / np.maximum(wsum[a - lo : b_ - lo], 1e-12)
+        total, wsum, lo = total[done - lo :], wsum[done - lo :], done
+
+
+def predict(model: nn.Module, image: np.ndarray, s: Stitch) -> np.ndarray:
+    """(H, W) float32 probabilities for an in-memory (C, H, W) normalised image of any size."""
     c, h, w = image.shape
-    ph, pw = max(0, window - h), max(0, window - w)
+    ph, pw = max(0, s.window - h), max(0, s.window - w)
     if ph or pw:  # smaller than one window: pad, predict, crop
         padded = np.pad(image, ((0, 0), (0, ph), (0, pw)), mode="reflect" if min(h, w) > 1 else "edge")
-        return predict(model, padded, window, stride, discard, batch_size)[:h, :w]
-    total = np.zeros((h, w), np.float32)
-    count = np.zeros((h, w), np.float32)
-    starts = grid(h, w, window, stride)
-    model.eval()
-    for b in range(0, len(starts), batch_size):
-        batch = starts[b : b + batch_size]
-        x = torch.from_numpy(np.stack([image[:, r : r + window, q : q + window] for r, q in batch]))
-        prob = torch.sigmoid(model(x))[:, 0].numpy()
-        for (r, q), p in zip(batch, prob):
-            rs, cs = keep_region(r, q, window, h, w, discard)
-            total[r + rs.start : r + rs.stop, q + cs.start : q + cs.stop] += p[rs, cs]
-            count[r + rs.start : r + rs.stop, q + cs.start : q + cs.stop] += 1
-    return total / np.maximum(count, 1)
+        return predict(model, padded, s)[:h, :w]
+    out = np.empty((h, w), np.float32)
+    for r, block in predict_rows(model, lambda a, b: image[:, a:b], h, w, s):
+        out[r : r + block.shape[0]] = block
+    return out
+
+
+def predict_file(
+    model: nn.Module,
+    ckpt: dict,
+    src: Path,
+    dst: Path,
+    s: Stitch,
+    tags: dict[str, str] | None = None,
+    rows: tuple[int, int] | None = None,
+    progress: bool = False,
+) -> None:
+    """Stream the probabilities of image `src` into the uint8 COG `dst` (value / 255).
+
+    Nodata pixels (NaN in any model band) get probability 0. With `rows`, only that row range
+    is predicted and `dst` is a COG of those rows (a tile of a larger raster).
+    """
+    bands = ckpt["bands"]
+    mean, std = np.array(ckpt["mean"], np.float32), np.array(ckpt["std"], np.float32)
+    with ImageReader(src, bands) as reader:
+        g = reader.grid
+        row0, row1 = rows if rows is not None else (0, g.height)
+        out_grid = g if rows is None else _row_grid(g, row0, row1)
+        all_tags = {"source": reader.tags.get("source", ""), "date": reader.tags.get("date", "")}
+        all_tags.update({"scale": "probability = value / 255", **(tags or {})})
+
+        invalid: dict[int, np.ndarray] = {}  # rows read but not yet written: nodata masks
+
+        def read(a: int, b: int) -> np.ndarray:
+            raw = reader.read_rows(a, b)
+            for i, m in enumerate(np.isnan(raw).any(axis=0)):
+                invalid[a + i] = m
+            return normalise(raw, bands, mean, std)
+
+        with CogWriter(dst, out_grid, "uint8", "mine_probability", all_tags) as out:
+            if g.height < s.window or g.width < s.window:
+                raw = reader.read_rows(0, g.height)
+                prob = predict(model, normalise(raw, bands, mean, std), s)
+                prob[np.isnan(raw).any(axis=0)] = 0.0
+                out.write_rows(0, quantise(prob[row0:row1]))
+                return
+            bar = tqdm(total=row1 - row0, desc=Path(src).name, unit="row", disable=not progress)
+            for r, block in predict_rows(model, read, g.height, g.width, s, row0, row1):
+                bar.update(block.shape[0])
+                block[np.stack([invalid.pop(r + i) for i in range(block.shape[0])])] = 0.0
+                for k in [k for k in list(invalid) if k < r]:  # list(): the reader thread adds rows
+                    invalid.pop(k, None)
+                out.write_rows(r - row0, quantise(block))
+
+
+def _row_grid(g: Grid, row0: int, row1: int) -> Grid:
+    return Grid(g.crs, g.transform @ Affine.translation(0, row0), row1 - row0, g.width)

@@ -8,9 +8,12 @@ from pathlib import Path
 
 import numpy as np
 import rasterio
+import rasterio.shutil
+import rasterio.windows
 import shapely
 from pyproj import Transformer
 from rasterio.crs import CRS
+from rasterio.enums import MaskFlags
 from rasterio.errors import RasterioIOError
 from rasterio.transform import Affine, from_origin
 from shapely.affinity import affine_transform
@@ -138,20 +141,28 @@ def read_grid(path: str | Path) -> Grid:
         return Grid(src.crs, src.transform, src.height, src.width)
 
 
-def read_image(path: str | Path, bands: list[str] | None = None) -> Image:
-    """Read an image, optionally only the named bands, as float32 with NaN for nodata.
+class ImageReader:
+    """An open image whose named bands are read a block of rows at a time (float32, NaN nodata).
+
+    Use as a context manager; `read_image` reads everything at once through it.
 
     Raises:
         SandmineError: unreadable file, no CRS, unnamed bands, or a requested band missing.
     """
-    with _open(path) as src:
+
+    def __init__(self, path: str | Path, bands: list[str] | None = None) -> None:
+        self.path = str(path)
+        self._src = _open(path)
+        src = self._src
         names = [d or "" for d in src.descriptions]
         if src.crs is None:
-            raise SandmineError("image has no CRS", str(path), "write it with its UTM CRS (e.g. gdal_edit -a_srs)")
+            src.close()
+            raise SandmineError("image has no CRS", self.path, "write it with its UTM CRS (e.g. gdal_edit -a_srs)")
         if bands is not None and not all(names):
+            src.close()
             raise SandmineError(
                 "bands have no descriptions, so they cannot be selected by name",
-                str(path),
+                self.path,
                 "set band descriptions (B2, B3, …, VV, VH) when exporting",
             )
         if bands is None:
@@ -159,21 +170,120 @@ def read_image(path: str | Path, bands: list[str] | None = None) -> Image:
         else:
             missing = [b for b in bands if b not in names]
             if missing:
+                src.close()
                 raise SandmineError(
                     f"band(s) {missing} not in image (it has {names})",
-                    str(path),
+                    self.path,
                     "export those bands or change 'model.bands'",
                 )
             idx = [names.index(b) for b in bands]
+        self._idx = idx
+        self._scale = np.array([src.scales[i] for i in idx], np.float32)[:, None, None]
+        self._offset = np.array([src.offsets[i] for i in idx], np.float32)[:, None, None]
+        self.bands = [names[i] for i in idx]
+        self.grid = Grid(src.crs, src.transform, src.height, src.width)
+        self.tags = dict(src.tags())
+
+    def read_rows(self, row0: int, row1: int) -> np.ndarray:
+        """(C, row1 - row0, W) float32 in physical units, NaN where there is no data."""
+        window = rasterio.windows.Window(0, row0, self.grid.width, row1 - row0)
+        src, bands = self._src, [i + 1 for i in self._idx]
         try:
-            data = src.read([i + 1 for i in idx], masked=True).astype(np.float32)
+            raw = src.read(bands, window=window)
+            data = raw.astype(np.float32)
+            data *= self._scale
+            data += self._offset
+            nodata = [src.nodatavals[i] for i in self._idx]
+            if any(v is not None and not np.isnan(v) for v in nodata):
+                for k, v in enumerate(nodata):
+                    if v is not None and not np.isnan(v):
+                        data[k][raw[k] == v] = np.nan
+            elif any(MaskFlags.per_dataset in src.mask_flag_enums[i] for i in self._idx):
+                data[:, src.read_masks(bands[0], window=window) == 0] = np.nan
         except RasterioIOError as exc:
-            raise SandmineError(f"cannot read pixels ({exc})", str(path), "re-export it") from exc
-        scale = np.array([src.scales[i] for i in idx], np.float32)[:, None, None]
-        offset = np.array([src.offsets[i] for i in idx], np.float32)[:, None, None]
-        data = data * scale + offset
-        grid = Grid(src.crs, src.transform, src.height, src.width)
-        return Image(data.filled(np.nan), [names[i] for i in idx], grid, dict(src.tags()))
+            raise SandmineError(f"cannot read pixels ({exc})", self.path, "re-export it") from exc
+        return data
+
+    def close(self) -> None:
+        self._src.close()
+
+    def __enter__(self) -> ImageReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def read_image(path: str | Path, bands: list[str] | None = None) -> Image:
+    """Read an image, optionally only the named bands, as float32 with NaN for nodata.
+
+    Raises:
+        SandmineError: unreadable file, no CRS, unnamed bands, or a requested band missing.
+    """
+    with ImageReader(path, bands) as reader:
+        return Image(reader.read_rows(0, reader.grid.height), reader.bands, reader.grid, reader.tags)
+
+
+class CogWriter:
+    """Write a single-band raster a block of rows at a time, ending as a COG (atomically).
+
+    Rows go to a tiled GeoTIFF beside the target; `close()` adds overviews by copying it to a
+    COG (GDAL streams the copy), then renames. Memory stays at one block of rows.
+    """
+
+    def __init__(
+        self, path: str | Path, grid: Grid, dtype: str, band_name: str, tags: dict[str, str] | None = None
+    ) -> None:
+        self.path = Path(path)
+        self.grid = grid
+        self._tmp = self.path.with_name(f".tmp-{self.path.name}.rows.tif")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._dst = rasterio.open(
+            self._tmp,
+            "w",
+            driver="GTiff",
+            width=grid.width,
+            height=grid.height,
+            count=1,
+            dtype=dtype,
+            crs=grid.crs,
+            transform=grid.transform,
+            tiled=True,
+            blockxsize=256,
+            blockysize=256,
+            compress="DEFLATE",
+            BIGTIFF="IF_SAFER",
+        )
+        self._dst.set_band_description(1, band_name)
+        if tags:
+            self._dst.update_tags(**tags)
+
+    def write_rows(self, row0: int, block: np.ndarray) -> None:
+        window = rasterio.windows.Window(0, row0, self.grid.width, block.shape[0])
+        self._dst.write(block, 1, window=window)
+
+    def close(self) -> None:
+        self._dst.close()
+        try:
+            with atomic_path(self.path) as out:
+                rasterio.shutil.copy(
+                    self._tmp, out, driver="COG", compress="DEFLATE", predictor=2, blocksize=256, BIGTIFF="IF_SAFER"
+                )
+        finally:
+            self._tmp.unlink(missing_ok=True)
+
+    def abort(self) -> None:
+        self._dst.close()
+        self._tmp.unlink(missing_ok=True)
+
+    def __enter__(self) -> CogWriter:
+        return self
+
+    def __exit__(self, exc_type: object, *exc: object) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
 
 
 def read_valid(path: str | Path) -> np.ndarray:

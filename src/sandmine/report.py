@@ -1,9 +1,8 @@
-"""Pictures and the map report: overlays, the split map, PR curve data, and an HTML page."""
+"""Pictures: overlays, previews, the split map, the confusion matrix and time series plots."""
 
 from __future__ import annotations
 
 import base64
-import html
 import io
 from pathlib import Path
 
@@ -13,7 +12,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from sandmine.files import atomic_path, write_text  # noqa: E402
+from sandmine.files import atomic_path  # noqa: E402
 
 SYNTHETIC_BANNER = (
     "SYNTHETIC DATA: these images and labels come from sandmine's embedded world, "
@@ -62,49 +61,16 @@ def _png_b64(fig: plt.Figure) -> str:
     return base64.b64encode(buf.getvalue()).decode()
 
 
-def map_report(entries: list[dict], series: dict[str, list[tuple[str, float]]], synthetic: bool, path: Path) -> None:
-    """A self-contained HTML page: per observation a thumbnail with predicted polygons' areas,
-    per site the mined area over time. `entries` items: obs_id, site_id, date, rgb, prob,
-    area_ha, n_polygons."""
-    parts = [
-        "<!doctype html><html><head><meta charset='utf-8'><title>sandmine map report</title>",
-        "<style>body{font-family:sans-serif;margin:1.5em}.banner{background:#b00;color:#fff;"
-        "padding:.6em;font-weight:bold}.obs{display:inline-block;margin:.5em;vertical-align:top}"
-        "table{border-collapse:collapse}td,th{border:1px solid #999;padding:.2em .5em}</style>",
-        "</head><body>",
-    ]
-    if synthetic:
-        parts.append(f"<div class='banner' id='synthetic-banner'>{html.escape(SYNTHETIC_BANNER)}</div>")
-    parts.append("<h1>Predicted sand mining</h1><h2>Mined area by site and date</h2>")
+def timeseries_plot(series: dict[str, list[tuple[str, float]]], path: Path) -> None:
+    """Mined area over time, one line per site."""
+    fig, ax = plt.subplots(figsize=(7, 3.5))
     for site, points in sorted(series.items()):
-        fig, ax = plt.subplots(figsize=(5, 2.5))
-        dates = [np.datetime64(d) if d else np.datetime64("NaT") for d, _ in points]
-        ax.plot(dates, [a for _, a in points], marker="o")
-        fig.autofmt_xdate()
-        ax.set_ylabel("mined area (ha)")
-        ax.set_title(site)
-        parts.append(f"<img alt='time series {html.escape(site)}' src='data:image/png;base64,{_png_b64(fig)}'>")
-    parts.append(
-        "<h2>Observations</h2><table><tr><th>observation</th><th>site</th><th>date</th>"
-        "<th>polygons</th><th>area (ha)</th></tr>"
-    )
-    for e in entries:
-        parts.append(
-            f"<tr><td>{html.escape(e['obs_id'])}</td><td>{html.escape(e['site_id'])}</td>"
-            f"<td>{e['date']}</td><td>{e['n_polygons']}</td><td>{e['area_ha']:.1f}</td></tr>"
-        )
-    parts.append("</table>")
-    for e in entries:
-        fig, ax = plt.subplots(figsize=(4, 4))
-        ax.imshow(e["rgb"])
-        ax.imshow(np.ma.masked_where(e["prob"] < 0.5, e["prob"]), cmap="autumn", alpha=0.6, vmin=0.5, vmax=1)
-        ax.set_axis_off()
-        ax.set_title(e["obs_id"], fontsize=8)
-        parts.append(
-            f"<div class='obs'><img alt='{html.escape(e['obs_id'])}' src='data:image/png;base64,{_png_b64(fig)}'></div>"
-        )
-    parts.append("</body></html>\n")
-    write_text(path, "\n".join(parts))
+        ax.plot([np.datetime64(d) for d, _ in points], [a for _, a in points], marker="o", label=site)
+    ax.set_ylabel("predicted mined area (ha)")
+    ax.set_title("mined area by site and date")
+    ax.legend(fontsize=8)
+    fig.autofmt_xdate()
+    save_png(fig, path)
 
 
 def _stretch(rgb: np.ndarray) -> np.ndarray:
@@ -152,4 +118,28 @@ def split_map(rows: list[dict], centroids: dict[str, tuple[float, float]], path:
     ax.set_xlabel("longitude")
     ax.set_ylabel("latitude")
     ax.set_title("geographic split (numbers: cluster)")
+    save_png(fig, path)
+
+
+def confusion(tp: int, fp: int, fn: int, tn: int, threshold: float, path: Path) -> None:
+    """Pixel confusion matrix at `threshold`: counts, and rates per true class."""
+    m = np.array([[tn, fp], [fn, tp]], np.float64)
+    rates = m / np.maximum(m.sum(axis=1, keepdims=True), 1)
+    fig, ax = plt.subplots(figsize=(4.6, 4))
+    ax.imshow(rates, cmap="Blues", vmin=0, vmax=1)
+    for i in range(2):
+        for j in range(2):
+            ax.text(
+                j,
+                i,
+                f"{rates[i, j]:.1%}\n{int(m[i, j]):,} px",
+                ha="center",
+                va="center",
+                color="white" if rates[i, j] > 0.5 else "black",
+            )
+    ax.set_xticks([0, 1], ["not mine", "mine"])
+    ax.set_yticks([0, 1], ["not mine", "mine"])
+    ax.set_xlabel(f"predicted (probability ≥ {threshold})")
+    ax.set_ylabel("labelled")
+    ax.set_title("pixels in the AOI")
     save_png(fig, path)

@@ -35,3 +35,26 @@ def polygons(
             }
         )
     return out
+
+
+def class_polygons(
+    classes: np.ndarray, grid: Grid, names: dict[int, str], min_area_ha: float, properties: dict[str, str]
+) -> list[dict]:
+    """GeoJSON features (EPSG:4326) of the areas of each class value in `names`, each with
+    `change` (the class name) and `area_ha`; areas smaller than `min_area_ha` are dropped."""
+    out = []
+    for geom, value in features.shapes(classes, mask=classes > 0, transform=grid.transform):
+        if int(value) not in names:
+            continue
+        poly = shape(geom)
+        area_ha = poly.area / 10_000.0
+        if area_ha < min_area_ha:
+            continue
+        out.append(
+            {
+                "type": "Feature",
+                "properties": {**properties, "change": names[int(value)], "area_ha": round(area_ha, 3)},
+                "geometry": mapping(to_crs(poly, grid.crs, "EPSG:4326")),
+            }
+        )
+    return out

@@ -6,12 +6,11 @@ import csv
 from pathlib import Path
 
 import numpy as np
-import torch
 
-from sandmine import prediction
+from sandmine import prediction, scale
 from sandmine.config import Params
 from sandmine.errors import SandmineError
-from sandmine.raster import Image, read_image, read_mask
+from sandmine.raster import read_image, read_mask
 
 
 def read_split(path: Path) -> list[dict]:
@@ -30,13 +29,19 @@ def scene(
     return image.data, label, aoi
 
 
-def predict_obs(model: torch.nn.Module, ckpt: dict, p: Params, path: Path) -> tuple[np.ndarray, Image]:
-    image = read_image(path, ckpt["bands"])
-    x = prediction.normalise(
-        image.data, ckpt["bands"], np.array(ckpt["mean"], np.float32), np.array(ckpt["std"], np.float32)
+def stitch(p: Params) -> prediction.Stitch:
+    q = p.predict
+    return prediction.Stitch(q.window_px, q.stride_px, q.discard_px, q.batch_size, q.blend)
+
+
+def predict_all(p: Params, model_path: Path, jobs: list[tuple[Path, Path]]) -> None:
+    """Predict (image, output COG) pairs with the params' stitching, over Dask workers."""
+    scale.predict_many(
+        model_path,
+        [scale.Job(src, dst) for src, dst in jobs],
+        stitch(p),
+        p.predict.workers,
+        p.predict.scheduler,
+        p.predict.tile_rows,
+        p.predict.threads,
     )
-    prob = prediction.predict(
-        model, x, p.predict.window_px, p.predict.stride_px, p.predict.discard_px, p.predict.batch_size
-    )
-    prob[np.isnan(image.data).any(axis=0)] = 0.0
-    return prob, image

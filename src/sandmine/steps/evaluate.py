@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+from collections import defaultdict
 from pathlib import Path
 
-import torch
+import numpy as np
 from tqdm import tqdm
 
 from sandmine import labels as labels_mod
-from sandmine import models, report
+from sandmine import report
 from sandmine.config import Params
 from sandmine.files import fresh_dir, round_metrics, write_json, write_text
-from sandmine.metrics import Histogram, quantise
-from sandmine.raster import read_image, read_mask, write_cog
-from sandmine.steps.common import predict_obs, read_split
+from sandmine.metrics import Histogram, Objects, level
+from sandmine.raster import read_grid, read_image, read_mask
+from sandmine.steps.common import predict_all, read_split
+
+CLUSTER_KEYS = ("ap", "best_f1", "iou", "mine_fraction", "observations")
 
 
 def run(
@@ -29,53 +32,103 @@ def run(
     truth_dir: Path | None = None,
 ) -> None:
     """Pooled scores against the labels; with `truth_dir` (synthetic sources) also against the
-    exact truth on the same pixels, so the effect of label noise shows as `truth_*` metrics."""
-    torch.set_num_threads(p.train.threads)
-    model, ckpt = models.load_checkpoint(str(model_path))
+    exact truth on the same pixels, so the effect of label noise shows as `truth_*` metrics.
+
+    Writes the probability COGs of the scored observations to `out_dir`; metrics in the AOI
+    (`aoi_*`) and over the whole scene (`scene_*`), per cluster, object-level, and area error.
+    """
     rows = [r for r in read_split(split_csv) if r["role"] in p.evaluate.roles]
     fresh_dir(out_dir)
     fresh_dir(plots_dir / "overlays")
-    in_aoi, scene, truth, per_obs = Histogram(), Histogram(), Histogram(), []
-    for r in tqdm(rows, desc="evaluate", unit="obs"):
+    predict_all(p, model_path, [(images / f"{r['obs_id']}.tif", out_dir / f"{r['obs_id']}.tif") for r in rows])
+    thr = p.predict.threshold
+    in_aoi, scene, truth = Histogram(), Histogram(), Histogram()
+    clusters: dict[str, Histogram] = defaultdict(Histogram)
+    objects = None
+    per_obs = []
+    for r in tqdm(rows, desc="score", unit="obs"):
         obs_id = r["obs_id"]
-        prob, image = predict_obs(model, ckpt, p, images / f"{obs_id}.tif")
-        label = read_mask(labels / f"{obs_id}.tif", image.grid)
-        aoi = read_mask(aois / f"{obs_id}.tif", image.grid) > 0
-        q = quantise(prob)
-        write_cog(
-            out_dir / f"{obs_id}.tif",
-            q,
-            image.grid,
-            ["mine_probability"],
-            {"source": image.tags.get("source", ""), "scale": "probability = value / 255"},
-        )
+        grid = read_grid(images / f"{obs_id}.tif")
+        q = read_mask(out_dir / f"{obs_id}.tif", grid)
+        label = read_mask(labels / f"{obs_id}.tif", grid)
+        aoi = read_mask(aois / f"{obs_id}.tif", grid) > 0
+        known = label != labels_mod.IGNORE
+        if objects is None:
+            objects = Objects(p.evaluate.object_overlap, max(1, round(p.infer.min_area_ha / grid.pixel_area_ha)))
         h = Histogram()
-        h.add(q, label == 1, aoi & (label != labels_mod.IGNORE))
+        h.add(q, label == 1, aoi & known)
         in_aoi.merge(h)
-        scene.add(q, label == 1, label != labels_mod.IGNORE)
+        clusters[r["cluster"]].merge(h)
+        scene.add(q, label == 1, known)
         if truth_dir is not None and (truth_dir / f"{obs_id}.tif").exists():
-            exact = read_mask(truth_dir / f"{obs_id}.tif", image.grid) == 1
-            truth.add(q, exact, aoi & (label != labels_mod.IGNORE))
+            exact = read_mask(truth_dir / f"{obs_id}.tif", grid) == 1
+            truth.add(q, exact, aoi & known)
+        pred = q >= level(thr)
+        counts = objects.add(pred, label == 1, ~known)
+        area_pred = float((pred & aoi & known).sum()) * grid.pixel_area_ha
+        area_label = float(((label == 1) & aoi).sum()) * grid.pixel_area_ha
         per_obs.append(
-            {"obs_id": obs_id, "cluster": r["cluster"], "ap": h.average_precision(), **h.at(p.predict.threshold)}
+            {
+                "obs_id": obs_id,
+                "cluster": r["cluster"],
+                "ap": h.average_precision(),
+                **h.at(thr),
+                "objects_found": counts["found"],
+                "objects_labelled": counts["truth"],
+                "area_pred_ha": area_pred,
+                "area_label_ha": area_label,
+            }
         )
-        full = read_image(images / f"{obs_id}.tif")
-        rgb = report.true_colour(full.data, full.bands)
-        report.overlay(rgb, label, prob, obs_id, plots_dir / "overlays" / f"{obs_id}.png")
-    out = {
-        **in_aoi.summary(p.predict.threshold, "aoi_"),
-        **scene.summary(p.predict.threshold, "scene_"),
+        image = read_image(images / f"{obs_id}.tif")
+        rgb = report.true_colour(image.data, image.bands)
+        report.overlay(rgb, label, q / 255.0, obs_id, plots_dir / "overlays" / f"{obs_id}.png")
+    area_pred = sum(o["area_pred_ha"] for o in per_obs)
+    area_label = sum(o["area_label_ha"] for o in per_obs)
+    out: dict = {
+        **in_aoi.summary(thr, "aoi_"),
+        **scene.summary(thr, "scene_"),
+        **(objects.summary() if objects else {}),
         "observations": len(rows),
+        "area_pred_ha": area_pred,
+        "area_label_ha": area_label,
+        "area_error_ha": area_pred - area_label,
+        "area_abs_error_ha_per_obs": float(np.mean([abs(o["area_pred_ha"] - o["area_label_ha"]) for o in per_obs]))
+        if per_obs
+        else float("nan"),
+        "clusters": {
+            f"c{c}": {k: v for k, v in h.summary(thr).items() if k in CLUSTER_KEYS or k.startswith("f1_at")}
+            for c, h in sorted(clusters.items())
+        },
     }
     out["random_ap"] = out["aoi_mine_fraction"]  # AP of a random scorer = positive fraction
     if truth.pos.sum():
-        out.update({k: v for k, v in truth.summary(p.predict.threshold, "truth_aoi_").items() if "pixels" not in k})
+        out.update({k: v for k, v in truth.summary(thr, "truth_aoi_").items() if "pixels" not in k})
     write_json(metrics, round_metrics(out))
-    precision, recall, thr = in_aoi.curve()
-    lines = ["threshold,precision,recall"] + [f"{t:.4f},{pr:.5f},{rc:.5f}" for t, pr, rc in zip(thr, precision, recall)]
+    precision, recall, thresholds = in_aoi.curve()
+    lines = ["threshold,precision,recall"] + [
+        f"{t:.4f},{pr:.5f},{rc:.5f}" for t, pr, rc in zip(thresholds, precision, recall)
+    ]
     write_text(plots_dir / "pr_curve.csv", "\n".join(lines) + "\n")
-    lines = ["obs_id,cluster,ap,f1,precision,recall,iou"] + [
-        f"{o['obs_id']},{o['cluster']},{o['ap']:.4f},{o['f1']:.4f},{o['precision']:.4f},{o['recall']:.4f},{o['iou']:.4f}"
+    cols = [
+        "ap",
+        "f1",
+        "precision",
+        "recall",
+        "iou",
+        "objects_found",
+        "objects_labelled",
+        "area_pred_ha",
+        "area_label_ha",
+    ]
+    lines = ["obs_id,cluster," + ",".join(cols)] + [
+        f"{o['obs_id']},{o['cluster']},"
+        + ",".join(f"{o[c]:.4f}" if isinstance(o[c], float) else str(o[c]) for c in cols)
         for o in per_obs
     ]
     write_text(plots_dir / "per_observation.csv", "\n".join(lines) + "\n")
+    lines = ["cluster,ap,f1,best_f1,iou"] + [
+        f"c{c},{h.average_precision():.4f},{h.at(thr)['f1']:.4f},{h.best_f1()[0]:.4f},{h.at(thr)['iou']:.4f}"
+        for c, h in sorted(clusters.items())
+    ]
+    write_text(plots_dir / "per_cluster.csv", "\n".join(lines) + "\n")
+    report.confusion(*in_aoi.counts(thr), thr, plots_dir / "confusion.png")

@@ -1,4 +1,9 @@
-"""Stage infer: monitoring outputs for observations with role `infer`."""
+"""Stage infer: monitoring outputs for observations with role `infer`.
+
+Per observation: probability COG, binary mask COG and polygons. Per site across its dates:
+mined area over time, change between consecutive dates (new, expanded, abandoned) as a COG
+and polygons, and the temporal median of the probabilities with its own mask and polygons.
+"""
 
 from __future__ import annotations
 
@@ -7,72 +12,137 @@ from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
-import torch
 from tqdm import tqdm
 
-from sandmine import models, report
+from sandmine import monitoring, report, webmap
 from sandmine.config import Params
+from sandmine.errors import SandmineError
 from sandmine.files import fresh_dir, round_metrics, write_json, write_text
-from sandmine.metrics import quantise
-from sandmine.raster import write_cog
-from sandmine.steps.common import predict_obs, read_split
-from sandmine.vectorize import polygons
+from sandmine.metrics import level
+from sandmine.raster import Grid, read_image, read_mask, write_cog
+from sandmine.steps.common import predict_all, read_split
+from sandmine.vectorize import class_polygons, polygons
+
+
+def _geojson(path: Path, feats: list[dict]) -> None:
+    write_text(path, json.dumps({"type": "FeatureCollection", "features": feats}) + "\n")
 
 
 def run(
-    p: Params, model_path: Path, images: Path, split_csv: Path, out_dir: Path, metrics: Path, report_path: Path
+    p: Params,
+    model_path: Path,
+    images: Path,
+    split_csv: Path,
+    out_dir: Path,
+    metrics: Path,
+    report_path: Path,
+    plots_dir: Path,
 ) -> None:
-    torch.set_num_threads(p.train.threads)
-    model, ckpt = models.load_checkpoint(str(model_path))
-    rows = [r for r in read_split(split_csv) if r["role"] == "infer"]
+    rows = sorted((r for r in read_split(split_csv) if r["role"] == "infer"), key=lambda r: r["obs_id"])
     fresh_dir(out_dir)
-    entries, series, synthetic = [], defaultdict(list), False
-    for r in tqdm(rows, desc="infer", unit="obs"):
+    fresh_dir(plots_dir)
+    predict_all(p, model_path, [(images / f"{r['obs_id']}.tif", out_dir / f"{r['obs_id']}.tif") for r in rows])
+    thr = p.predict.threshold
+    by_site: dict[str, list[dict]] = defaultdict(list)
+    synthetic = False
+    for r in tqdm(rows, desc="monitor", unit="obs"):
         obs_id = r["obs_id"]
-        prob, image = predict_obs(model, ckpt, p, images / f"{obs_id}.tif")
-        tags = {"source": image.tags.get("source", ""), "date": image.tags.get("date", "")}
+        image = read_image(images / f"{obs_id}.tif")
+        grid = image.grid
+        tags = {"source": image.tags.get("source", ""), "date": image.tags.get("date", ""), "site_id": r["site_id"]}
         synthetic |= tags["source"] == "synthetic"
-        write_cog(
-            out_dir / f"{obs_id}.tif",
-            quantise(prob),
-            image.grid,
-            ["mine_probability"],
-            {**tags, "scale": "probability = value / 255"},
-        )
-        mask = (prob >= p.predict.threshold).astype(np.uint8)
-        write_cog(out_dir / f"{obs_id}_mask.tif", mask, image.grid, ["mine"], tags)
-        feats = polygons(
-            prob,
-            image.grid,
-            p.predict.threshold,
-            p.infer.min_area_ha,
-            {"obs_id": obs_id, "site_id": r["site_id"], "date": tags["date"]},
-        )
-        write_text(out_dir / f"{obs_id}.geojson", json.dumps({"type": "FeatureCollection", "features": feats}) + "\n")
-        area = float(sum(f["properties"]["area_ha"] for f in feats))
-        series[r["site_id"]].append((tags["date"], area))
-        entries.append(
+        q = read_mask(out_dir / f"{obs_id}.tif", grid)
+        min_px = max(1, round(p.infer.min_area_ha / grid.pixel_area_ha))
+        mask = monitoring.clean(q >= level(thr), min_px)
+        write_cog(out_dir / f"{obs_id}_mask.tif", mask.astype(np.uint8), grid, ["mine"], tags)
+        feats = polygons(np.where(mask, q / 255.0, 0.0), grid, thr, p.infer.min_area_ha, {"obs_id": obs_id, **tags})
+        _geojson(out_dir / f"{obs_id}.geojson", feats)
+        by_site[r["site_id"]].append(
             {
                 "obs_id": obs_id,
                 "site_id": r["site_id"],
                 "date": tags["date"],
-                "area_ha": area,
-                "n_polygons": len(feats),
+                "grid": grid,
+                "q": q,
+                "mask": mask,
+                "features": feats,
+                "area_ha": float(sum(f["properties"]["area_ha"] for f in feats)),
                 "rgb": report.true_colour(image.data, image.bands),
-                "prob": prob,
             }
         )
-    lines = ["site_id,date,mined_area_ha"] + [f"{s},{d},{a:.3f}" for s in sorted(series) for d, a in sorted(series[s])]
+    changes, medians = [], {}
+    for site, obs in sorted(by_site.items()):
+        obs.sort(key=lambda o: o["date"])
+        grid = _one_grid(site, obs, images)
+        for a, b in zip(obs, obs[1:]):
+            classes = monitoring.change(a["mask"], b["mask"])
+            stem = f"{site}_change_{a['date']}_{b['date']}"
+            legend = ", ".join(f"{k}={v}" for k, v in monitoring.CHANGE_NAMES.items())
+            write_cog(out_dir / f"{stem}.tif", classes, grid, ["change"], {"classes": legend, "site_id": site})
+            feats = class_polygons(
+                classes,
+                grid,
+                monitoring.CHANGE_NAMES,
+                p.infer.min_area_ha,
+                {"site_id": site, "from": a["date"], "to": b["date"]},
+            )
+            _geojson(out_dir / f"{stem}.geojson", feats)
+            ha = {name: float((classes == k).sum()) * grid.pixel_area_ha for k, name in monitoring.CHANGE_NAMES.items()}
+            changes.append({"site_id": site, "from": a["date"], "to": b["date"], **ha, "features": feats})
+        if len(obs) > 1:
+            median = monitoring.temporal_median([o["q"] for o in obs])
+            dates = f"{obs[0]['date']}/{obs[-1]['date']}"
+            write_cog(
+                out_dir / f"{site}_median.tif",
+                median,
+                grid,
+                ["mine_probability"],
+                {"site_id": site, "dates": dates, "scale": "probability = value / 255"},
+            )
+            mask = monitoring.clean(median >= level(thr), max(1, round(p.infer.min_area_ha / grid.pixel_area_ha)))
+            feats = polygons(
+                np.where(mask, median / 255.0, 0.0), grid, thr, p.infer.min_area_ha, {"site_id": site, "dates": dates}
+            )
+            _geojson(out_dir / f"{site}_median.geojson", feats)
+            medians[site] = float(sum(f["properties"]["area_ha"] for f in feats))
+    series = {s: [(o["date"], o["area_ha"]) for o in obs] for s, obs in sorted(by_site.items())}
+    lines = ["site_id,date,mined_area_ha,polygons"] + [
+        f"{s},{o['date']},{o['area_ha']:.3f},{len(o['features'])}" for s, obs in sorted(by_site.items()) for o in obs
+    ]
     write_text(out_dir / "timeseries.csv", "\n".join(lines) + "\n")
-    report.map_report(entries, {s: sorted(v) for s, v in series.items()}, synthetic, report_path)
+    write_text(plots_dir / "timeseries.csv", "\n".join(lines) + "\n")
+    lines = ["site_id,from,to,new_ha,expanded_ha,abandoned_ha"] + [
+        f"{c['site_id']},{c['from']},{c['to']},{c['new']:.2f},{c['expanded']:.2f},{c['abandoned']:.2f}" for c in changes
+    ]
+    write_text(out_dir / "change.csv", "\n".join(lines) + "\n")
+    report.timeseries_plot(series, plots_dir / "timeseries.png")
+    webmap.map_report(by_site, changes, medians, synthetic, report_path)
+    n_obs = sum(len(v) for v in by_site.values())
     write_json(
         metrics,
         round_metrics(
             {
-                "observations": len(entries),
-                "polygons": sum(e["n_polygons"] for e in entries),
-                "mined_area_ha": sum(e["area_ha"] for e in entries),
+                "observations": n_obs,
+                "sites": len(by_site),
+                "polygons": sum(len(o["features"]) for v in by_site.values() for o in v),
+                "mined_area_ha": sum(o["area_ha"] for v in by_site.values() for o in v),
+                "median_mined_area_ha": sum(medians.values()),
+                "new_ha": sum(c["new"] for c in changes),
+                "expanded_ha": sum(c["expanded"] for c in changes),
+                "abandoned_ha": sum(c["abandoned"] for c in changes),
             },
             3,
         ),
     )
+
+
+def _one_grid(site: str, obs: list[dict], images: Path) -> Grid:
+    grid = obs[0]["grid"]
+    for o in obs[1:]:
+        if o["grid"] != grid:
+            raise SandmineError(
+                f"site '{site}' has observations on different grids ({obs[0]['obs_id']}, {o['obs_id']})",
+                str(images / f"{o['obs_id']}.tif"),
+                "export every date of a site on the site's grid (same CRS, origin and size)",
+            )
+    return grid

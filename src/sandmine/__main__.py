@@ -1,0 +1,84 @@
+"""`sandmine predict`: mining probability for any GeoTIFF with the bands a model was trained on.
+
+    sandmine predict IMAGE.tif --model models/model.pt --out pred.tif [--polygons mines.geojson]
+
+The image needs band descriptions naming its bands (B2, B3, …, VV, VH) in the units of an
+Earth Engine export (reflectance, dB); the output is a uint8 COG (probability = value / 255).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+
+def _predict(a: argparse.Namespace) -> None:
+    from sandmine import models, monitoring, scale
+    from sandmine.files import write_text
+    from sandmine.metrics import level
+    from sandmine.prediction import Stitch, predict_file
+    from sandmine.raster import read_grid, read_mask, write_cog
+    from sandmine.vectorize import polygons
+
+    s = Stitch(a.window, a.stride, a.discard, a.batch_size, a.blend)
+    if a.window - 2 * a.discard < a.stride:
+        raise SystemExit("error: windows leave gaps: need window - 2*discard >= stride")
+    if a.workers:
+        scale.predict_many(a.model, [scale.Job(a.image, a.out)], s, a.workers, a.scheduler, a.tile_rows, a.threads)
+    else:
+        import torch
+
+        torch.set_num_threads(a.threads)
+        model, ckpt = models.load_checkpoint(str(a.model))
+        predict_file(model, ckpt, a.image, a.out, s, progress=True)
+    if a.polygons or a.mask:
+        grid = read_grid(a.out)
+        q = read_mask(a.out, grid)
+        mask = monitoring.clean(q >= level(a.threshold), max(1, round(a.min_area_ha / grid.pixel_area_ha)))
+        if a.mask:
+            write_cog(a.mask, mask.astype(np.uint8), grid, ["mine"])
+        if a.polygons:
+            feats = polygons(np.where(mask, q / 255.0, 0.0), grid, a.threshold, a.min_area_ha, {"image": a.image.name})
+            write_text(a.polygons, json.dumps({"type": "FeatureCollection", "features": feats}) + "\n")
+            print(f"{len(feats)} polygons, {sum(f['properties']['area_ha'] for f in feats):.1f} ha -> {a.polygons}")
+    print(f"probability -> {a.out}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    from sandmine.errors import SandmineError
+
+    parser = argparse.ArgumentParser(
+        prog="sandmine", description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("predict", help="predict mining probability for a GeoTIFF")
+    p.add_argument("image", type=Path)
+    p.add_argument("--model", type=Path, required=True, help="checkpoint written by the train stage")
+    p.add_argument("--out", type=Path, required=True, help="output COG (uint8, probability = value / 255)")
+    p.add_argument("--polygons", type=Path, help="also write polygons of mining (GeoJSON, EPSG:4326)")
+    p.add_argument("--mask", type=Path, help="also write the binary mask (COG)")
+    p.add_argument("--threshold", type=float, default=0.5)
+    p.add_argument("--min-area-ha", type=float, default=0.2)
+    p.add_argument("--window", type=int, default=512)
+    p.add_argument("--stride", type=int, default=480)
+    p.add_argument("--discard", type=int, default=16)
+    p.add_argument("--batch-size", type=int, default=1)
+    p.add_argument("--blend", choices=["mean", "gaussian"], default="gaussian")
+    p.add_argument("--workers", type=int, default=0, help="Dask worker processes (0: this process)")
+    p.add_argument("--scheduler", help="address of a running Dask scheduler")
+    p.add_argument("--tile-rows", type=int, default=4096)
+    p.add_argument("--threads", type=int, default=2, help="torch threads (per task with Dask)")
+    a = parser.parse_args(argv)
+    try:
+        _predict(a)
+    except SandmineError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

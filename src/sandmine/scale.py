@@ -1,0 +1,144 @@
+"""Prediction of many observations, and of tiles of very large rasters, across Dask workers.
+
+Each task streams one tile (a range of rows) of one image into its own COG; a second task per
+image joins the tiles into the final COG. With `workers == 0` the same tasks run in this
+process, in order. A task loads the model from its checkpoint path once per worker process.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import rasterio
+import rasterio.windows
+import torch
+
+from sandmine import models
+from sandmine.prediction import Stitch, predict_file
+from sandmine.raster import CogWriter, read_grid
+
+log = logging.getLogger(__name__)
+_MODELS: dict[tuple[str, float], tuple[torch.nn.Module, dict]] = {}
+
+
+@dataclass(frozen=True)
+class Job:
+    """Predict image `src` into COG `dst`, adding `tags`."""
+
+    src: Path
+    dst: Path
+    tags: tuple[tuple[str, str], ...] = ()
+
+
+def tiles(height: int, tile_rows: int) -> list[tuple[int, int]]:
+    """Row ranges of at most `tile_rows` rows covering [0, height)."""
+    return [(a, min(a + tile_rows, height)) for a in range(0, height, tile_rows)]
+
+
+def _model(path: str) -> tuple[torch.nn.Module, dict]:
+    key = (path, Path(path).stat().st_mtime)
+    if key not in _MODELS:
+        _MODELS.clear()
+        _MODELS[key] = models.load_checkpoint(path)
+    return _MODELS[key]
+
+
+def _tile_path(dst: Path, i: int) -> Path:
+    return dst.with_name(f".tmp-{dst.name}.tile{i:04d}.tif")
+
+
+def predict_tile(model_path: str, job: Job, s: Stitch, rows: tuple[int, int] | None, i: int, threads: int) -> str:
+    """One task: predict `rows` of `job.src` (all rows if None) into a tile COG, or the final COG."""
+    torch.set_num_threads(threads)
+    model, ckpt = _model(model_path)
+    out = job.dst if rows is None else _tile_path(job.dst, i)
+    predict_file(model, ckpt, job.src, out, s, dict(job.tags), rows=rows)
+    return str(out)
+
+
+def join_tiles(job: Job, parts: list[str]) -> str:
+    """One task: copy tile COGs, top to bottom, into the final COG, then delete them."""
+    grid = read_grid(job.src)
+    with rasterio.open(parts[0]) as first:
+        tags = first.tags()
+    with CogWriter(job.dst, grid, "uint8", "mine_probability", tags) as out:
+        row = 0
+        for part in parts:
+            with rasterio.open(part) as ds:
+                for _, window in ds.block_windows(1):
+                    if window.col_off == 0:  # one strip of blocks at a time, all columns
+                        w = rasterio.windows.Window(0, window.row_off, ds.width, window.height)
+                        out.write_rows(row + window.row_off, np.asarray(ds.read(1, window=w)))
+                row += ds.height
+    for part in parts:
+        Path(part).unlink()
+    return str(job.dst)
+
+
+def predict_many(
+    model_path: Path,
+    jobs: list[Job],
+    s: Stitch,
+    workers: int,
+    scheduler: str | None = None,
+    tile_rows: int = 4096,
+    threads: int = 1,
+) -> None:
+    """Predict every job; images taller than `tile_rows` are split into row tiles.
+
+    Args:
+        workers: local worker processes (0: run here, in order); ignored with `scheduler`.
+        scheduler: address of a running Dask scheduler (e.g. tcp://10.0.0.5:8786); paths must
+            then be on storage that the workers share.
+        threads: torch threads per task.
+    """
+    from tqdm import tqdm
+
+    plan = []
+    for job in jobs:
+        h = read_grid(job.src).height
+        parts = tiles(h, tile_rows) if h > tile_rows else [None]
+        plan.append((job, parts))
+    n_tasks = sum(len(parts) for _, parts in plan)
+    if workers == 0 and scheduler is None:
+        with tqdm(total=n_tasks, desc="predict", unit="tile") as bar:
+            for job, parts in plan:
+                done = []
+                for i, rows in enumerate(parts):
+                    done.append(predict_tile(str(model_path), job, s, rows, i, threads))
+                    bar.update()
+                if parts != [None]:
+                    join_tiles(job, done)
+        return
+    from dask.distributed import Client, LocalCluster, as_completed
+
+    os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "warning")  # worker processes inherit it
+    logging.getLogger("distributed").setLevel(logging.WARNING)
+    cluster = None
+    if scheduler is None:
+        cluster = LocalCluster(
+            n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None, memory_limit=0
+        )
+    with Client(scheduler or cluster) as client:
+        futures, joins = [], []
+        for job, parts in plan:
+            tile_futs = [
+                client.submit(predict_tile, str(model_path), job, s, rows, i, threads, pure=False)
+                for i, rows in enumerate(parts)
+            ]
+            futures += tile_futs
+            if parts != [None]:
+                joins.append(client.submit(join_tiles, job, tile_futs, pure=False))
+        with tqdm(
+            total=n_tasks, desc=f"predict ({len(client.scheduler_info()['workers'])} workers)", unit="tile"
+        ) as bar:
+            for fut in as_completed(futures):
+                fut.result()  # raises the task's error here
+                bar.update()
+        client.gather(joins)
+    if cluster is not None:
+        cluster.close()
