@@ -21,6 +21,15 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 
 
+def _vm_hwm_mb() -> float:
+    """Peak resident memory of this process image. Not ru_maxrss: Linux carries that across
+    fork and exec, so a child would report its (large) parent's memory."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def child(model_path: str, src: str, dst: str, window: int, stride: int) -> None:
     import torch
 
@@ -34,7 +43,7 @@ def child(model_path: str, src: str, dst: str, window: int, stride: int) -> None
     t0 = time.perf_counter()
     s = Stitch(window, stride, q.discard_px, max(1, q.batch_size * 256 * 256 // (window * window)), q.blend)
     predict_file(model, ckpt, Path(src), Path(dst), s, progress=True)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak = _vm_hwm_mb()
     print(json.dumps({"seconds": time.perf_counter() - t0, "peak_rss_mb": peak}))
 
 

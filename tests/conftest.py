@@ -7,11 +7,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import settings
 from rasterio.crs import CRS
 from rasterio.transform import from_origin
 
 from sandmine.raster import Grid
 from sandmine.sources.synthetic.catalogue import observations_csv, sites_geojson
+
+# property tests draw the same examples on every run: a red CI run can be reproduced
+settings.register_profile("sandmine", derandomize=True, deadline=None)
+settings.load_profile("sandmine")
 
 # three small sites far apart (three clusters) plus one near the first
 TINY_SITES = [

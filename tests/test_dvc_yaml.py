@@ -60,7 +60,7 @@ def required_files(script: Path) -> set[str]:
 
 def test_every_stage_depends_on_the_code_it_runs():
     stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
-    missing = {}
+    missing, extra = {}, {}
     for name, stage in stages.items():
         script = next(w for w in stage["cmd"].split() if w.startswith("stages/"))
         deps = [d.rstrip("/") for d in stage["deps"]]
@@ -69,7 +69,15 @@ def test_every_stage_depends_on_the_code_it_runs():
         lacking = sorted(f for f in need if not any(f"src/{f}" == d or f"src/{f}".startswith(d + "/") for d in deps))
         if lacking:
             missing[name] = lacking
+        unused = [
+            d
+            for d in deps
+            if d.startswith("src/") and not any(f"src/{f}" == d or f"src/{f}".startswith(d + "/") for f in need)
+        ]
+        if unused:
+            extra[name] = unused
     assert not missing, f"dvc.yaml deps lack code the stages run: {missing}"
+    assert not extra, f"dvc.yaml deps name code the stages do not run (needless re-runs): {extra}"
 
 
 def _keys(cls: type, prefix: str = "") -> set[str]:

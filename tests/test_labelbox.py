@@ -1,6 +1,7 @@
 """The Labelbox export parser on recorded rows of both shapes."""
 
 import copy
+import json
 
 import pytest
 
@@ -134,3 +135,114 @@ def test_row_without_global_key_is_an_error():
 
 def test_row_of_other_project_is_missing():
     assert parse_row(GEO_ROW, "other").status == "missing"
+
+
+class FakeLabelbox:
+    """Stands in for labelbox.Client: records what is pushed, exports recorded rows."""
+
+    def __init__(self, export_rows, upload_errors=None):
+        self.export_rows, self.upload_errors = export_rows, upload_errors
+        self.datasets, self.batches = {}, []
+
+    def __call__(self, api_key):
+        assert api_key == "secret-key"
+        return self
+
+    def create_dataset(self, name):
+        fake = self
+
+        class Dataset:
+            def create_data_rows(self, rows):
+                fake.datasets[name] = rows
+
+                class Task:
+                    errors = fake.upload_errors
+
+                    def wait_till_done(self):
+                        pass
+
+                return Task()
+
+        return Dataset()
+
+    def get_project(self, project_id):
+        fake = self
+
+        class Row:
+            def __init__(self, row):
+                self.json = json.dumps(row)  # the SDK's buffered stream gives JSON text
+
+        class ExportTask:
+            errors = None
+
+            def wait_till_done(self):
+                pass
+
+            def has_errors(self):
+                return False
+
+            def get_buffered_stream(self):
+                return iter([Row(r) for r in fake.export_rows])
+
+        class Project:
+            def create_batch(self, name, global_keys, priority):
+                fake.batches.append((project_id, name, global_keys))
+
+            def export(self, params):
+                assert params["label_details"] and params["project_details"]
+                return ExportTask()
+
+        return Project()
+
+
+@pytest.fixture
+def fake_client(monkeypatch):
+    import labelbox as lb
+
+    rows = [GEO_ROW, PIXEL_ROW, {**GEO_ROW, "data_row": {"global_key": "betwa_b_2026-04-10"}}]
+    fake = FakeLabelbox(rows)
+    monkeypatch.setattr(lb, "Client", fake)
+    monkeypatch.setenv("LABELBOX_API_KEY", "secret-key")
+    return fake
+
+
+def test_push_creates_rows_keyed_by_obs_id_and_a_batch(fake_client):
+    from sandmine.sources.labelbox import push, row_data
+
+    rows = [
+        row_data("son_a_2025-11-15", "https://tiles.example/son_a/{z}/{x}/{y}.png", (84.18, 24.89, 84.20, 24.91)),
+        row_data("betwa_a_2025-11-15", "https://storage.example/betwa_a_2025-11-15.tif"),
+    ]
+    assert push("proj-1", "sandmine 2025-11", rows) == ["son_a_2025-11-15", "betwa_a_2025-11-15"]
+    sent = fake_client.datasets["sandmine 2025-11"]
+    assert sent[0]["row_data"]["bounds"] == [[24.89, 84.18], [24.91, 84.20]] and sent[0]["media_type"] == "TMS_GEO"
+    assert sent[1] == {"row_data": "https://storage.example/betwa_a_2025-11-15.tif",
+                       "global_key": "betwa_a_2025-11-15", "media_type": "IMAGE"}  # fmt: skip
+    assert fake_client.batches == [("proj-1", "sandmine 2025-11", ["son_a_2025-11-15", "betwa_a_2025-11-15"])]
+
+
+def test_push_reports_rejected_rows(fake_client):
+    from sandmine.errors import SandmineError
+    from sandmine.sources.labelbox import push, row_data
+
+    fake_client.upload_errors = [{"global_key": "x", "message": "Duplicate global key"}]
+    with pytest.raises(SandmineError, match="Duplicate global key"):
+        push("proj-1", "d", [row_data("x", "https://a/x.tif")])
+    assert not fake_client.batches
+
+
+def test_fetch_export_through_the_sdk_parses_both_shapes(fake_client):
+    from sandmine.sources.labelbox import fetch_export
+
+    rows = [parse_row(r) for r in fetch_export("proj-1")]
+    assert [r.obs_id for r in rows][:2] == [GEO_ROW["data_row"]["global_key"], PIXEL_ROW["data_row"]["global_key"]]
+    assert not rows[0].annotations[0].in_pixels and rows[1].annotations[0].in_pixels
+
+
+def test_missing_api_key_is_a_clear_error(monkeypatch):
+    from sandmine.errors import SandmineError
+    from sandmine.sources.labelbox import fetch_export
+
+    monkeypatch.delenv("LABELBOX_API_KEY", raising=False)
+    with pytest.raises(SandmineError, match="LABELBOX_API_KEY is not set"):
+        list(fetch_export("proj-1"))

@@ -17,6 +17,7 @@ TINY_PARAMS = """
 source: {kind: synthetic}
 bands: [B2, B3, B4, B8, B11, B12, VV, VH, CLOUD]
 world: {seed: 1, mine_density: 1.0, cloud_probability: 0.3, haze_probability: 0.5, annotator_miss_ha: 0.4}
+gee: {product: L2A}
 labels: {source: synthetic}
 aoi: {rivers: vector, buffer_m: 1000.0, simplify_m: 250.0}
 split: {n_clusters: 3, val_clusters: 1, test_clusters: 1, fold: 0, seed: 0}

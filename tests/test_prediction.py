@@ -67,9 +67,9 @@ def test_rows_stream_in_order_with_bounded_reads(rng):
     image = rng.standard_normal((3, 300, 100)).astype(np.float32)
     reads = []
 
-    def read(a, b):
+    def read(a, b, c0, c1):
         reads.append((a, b))
-        return image[:, a:b]
+        return image[:, a:b, c0:c1]
 
     s = Stitch(64, 48, 8, 4)
     blocks = list(predict_rows(_conv_model(3), read, 300, 100, s))
@@ -79,12 +79,31 @@ def test_rows_stream_in_order_with_bounded_reads(rng):
     assert all(b - a == 64 for a, b in reads)  # one strip of windows at a time
 
 
+def test_wide_rasters_are_read_in_column_chunks(rng, monkeypatch):
+    import sandmine.prediction as prediction
+
+    monkeypatch.setattr(prediction, "CHUNK_PX", 128)  # two 64 px windows per read
+    image = rng.standard_normal((3, 100, 400)).astype(np.float32)
+    widths = []
+
+    def read(a, b, c0, c1):
+        widths.append(c1 - c0)
+        return image[:, a:b, c0:c1]
+
+    model, s = _conv_model(3), Stitch(64, 48, 8, 4, "gaussian")
+    got = np.concatenate([blk for _, blk in predict_rows(model, read, 100, 400, s)])
+    assert max(widths) <= 64 + 48 and min(widths) >= 64  # never the whole width
+    assert np.array_equal(got, predict(model, image, s))  # same answer as one read per strip
+
+
 @pytest.mark.parametrize("rows", [(0, 97), (97, 211), (211, 300), (40, 41)])
 def test_row_range_equals_same_rows_of_whole_pass(rng, rows):
     image = rng.standard_normal((3, 300, 120)).astype(np.float32)
     model, s = _conv_model(7), Stitch(64, 40, 12, 4, "gaussian")
     whole = predict(model, image, s)
-    part = np.concatenate([b for _, b in predict_rows(model, lambda a, b: image[:, a:b], 300, 120, s, *rows)])
+    part = np.concatenate(
+        [b for _, b in predict_rows(model, lambda a, b, c0, c1: image[:, a:b, c0:c1], 300, 120, s, *rows)]
+    )
     assert np.array_equal(part, whole[rows[0] : rows[1]])  # same windows, same order: bitwise equal
 
 

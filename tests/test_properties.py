@@ -67,7 +67,7 @@ def test_stitching_a_pointwise_model_is_exact(h, w, layout, blend, seed):
     image = np.random.default_rng(seed).standard_normal((2, h, w)).astype(np.float32)
     got = predict(Pointwise(), image, Stitch(window, stride, discard, 3, blend))
     want = torch.sigmoid(Pointwise()(torch.from_numpy(image)[None]))[0, 0].numpy()
-    np.testing.assert_allclose(got, want, atol=1e-6)
+    np.testing.assert_allclose(got, want, atol=1e-5)  # float32 sums of up to ~80 windows
 
 
 @settings(max_examples=30, deadline=None)
@@ -80,9 +80,11 @@ def test_any_row_range_equals_the_same_rows_of_a_whole_pass(h, layout, cut, seed
     s = Stitch(window, stride, discard, 4, "gaussian")
     if h < window or 70 < window:
         return
-    whole = np.concatenate([b for _, b in predict_rows(model, lambda a, b: image[:, a:b], h, 70, s)])
+    whole = np.concatenate([b for _, b in predict_rows(model, lambda a, b, c0, c1: image[:, a:b, c0:c1], h, 70, s)])
     a = int(cut * (h - 1))
-    part = np.concatenate([b for _, b in predict_rows(model, lambda a, b: image[:, a:b], h, 70, s, a, h)])
+    part = np.concatenate(
+        [b for _, b in predict_rows(model, lambda a, b, c0, c1: image[:, a:b, c0:c1], h, 70, s, a, h)]
+    )
     assert np.array_equal(part, whole[a:])
 
 

@@ -100,3 +100,12 @@ def test_polygons_and_banner_are_drawn(tmp_path):
 
 def test_no_banner_for_real_data(tmp_path):
     assert "synthetic-banner" not in _report(tmp_path, synthetic=False).read_text()
+
+
+def test_a_broken_layer_is_reported(tmp_path):
+    path = _report(tmp_path)
+    html = path.read_text()
+    start = html.index("src='data:image/png;base64,") + len("src='data:image/png;base64,")
+    path.write_text(html[:start] + "AAAA" + html[start + 4 :])  # corrupt the first image
+    attrs, _ = _dom(path, tmp_path)
+    assert attrs["images-failed"] == "1" and attrs["images-ok"] == "3"

@@ -73,19 +73,30 @@ def select(available: list[str], wanted: list[str], where: str) -> list[int]:
     return [available.index(n) for n in wanted]
 
 
-def to_model_units(image: np.ndarray, names: list[str]) -> np.ndarray:
+def to_model_units(image: np.ndarray, names: list[str], inplace: bool = False) -> np.ndarray:
     """Bring bands to comparable ranges before per-band standardisation.
 
     Args:
         image: (C, H, W) float32 in export units (reflectance 0–1, dB, score).
         names: band names of the C channels.
+        inplace: overwrite a float32 `image` instead of copying it (saves memory when streaming).
 
     Returns:
         (C, H, W) float32; dB bands mapped from about [-30, 5] to about [0, 1].
     """
-    out = image.astype(np.float32, copy=True)
+    out = image if inplace and image.dtype == np.float32 else image.astype(np.float32, copy=True)
     for i, name in enumerate(names):
         if CATALOGUE[name].unit == "dB":
             out[i] += 30.0
             out[i] /= 30.0
     return np.nan_to_num(out, nan=0.0, copy=False)
+
+
+def normalise(
+    image: np.ndarray, bands: list[str], mean: np.ndarray, std: np.ndarray, inplace: bool = False
+) -> np.ndarray:
+    """(C, H, W) export units -> standardised float32; nodata (NaN) counts as 0 in model units."""
+    x = to_model_units(image, bands, inplace)
+    x -= mean.astype(np.float32)[:, None, None]
+    x /= std.astype(np.float32)[:, None, None]
+    return x

@@ -17,7 +17,26 @@ from sandmine.errors import SandmineError
 class SourceParams:
     """Where images come from: the embedded synthetic world, or real services."""
 
-    kind: str = "synthetic"  # real sources (gee, local) are not available yet
+    kind: str = "synthetic"  # synthetic | gee | local
+    images_dir: str = ""  # local: a folder of {obs_id}.tif (named bands) or {obs_id}.SAFE products
+    rivers_file: str = ""  # a vector file of rivers (any CRS, e.g. drawn in QGIS) for real sources
+
+
+@dataclass
+class GeeParams:
+    """Earth Engine export (source.kind: gee). Credentials come from the environment only."""
+
+    project: str = ""  # Cloud project registered for Earth Engine
+    product: str = "L2A"  # L2A | L1C (13 bands with B10)
+    window_days: int = 30  # composite window centred on the observation's date
+    cs_threshold: float = 0.6  # Cloud Score+ cs_cdf at or above which a pixel counts as clear
+    mode: str = "batch"  # batch (tasks to a bucket) | direct (computePixels, small sites)
+    bucket: str = ""
+    prefix: str = "sandmine/exports"
+    max_retries: int = 3  # retries of a task that failed because Earth Engine was busy
+    poll_s: float = 30.0  # first polling interval; grows 1.5x up to 10 min
+    cache_dir: str = "~/.cache/sandmine/gee"  # finished exports, by what determines their pixels
+    rivers_asset: str = ""  # e.g. WWF/HydroSHEDS/v1/FreeFlowingRivers; empty: source.rivers_file
 
 
 @dataclass
@@ -36,8 +55,9 @@ class WorldParams:
 class LabelsParams:
     """How annotations are pulled and turned into masks."""
 
-    source: str = "synthetic"  # synthetic | labelbox
+    source: str = "synthetic"  # synthetic | labelbox | geojson
     project_id: str = ""
+    folder: str = ""  # geojson: a folder of {obs_id}.geojson files, any CRS
     mine_classes: list[str] = field(default_factory=lambda: ["mine"])
     ignore_classes: list[str] = field(default_factory=lambda: ["ignore"])
 
@@ -99,10 +119,10 @@ class PredictParams:
     batch_size: int = 1
     threshold: float = 0.5
     blend: str = "gaussian"
-    workers: int = 2
+    workers: int = 1
     scheduler: str | None = None
     tile_rows: int = 4096
-    threads: int = 1
+    threads: int = 2
 
 
 @dataclass
@@ -127,6 +147,7 @@ class Params:
     source: SourceParams = field(default_factory=SourceParams)
     bands: list[str] = field(default_factory=lambda: list(EXPORT_DEFAULT))
     world: WorldParams = field(default_factory=WorldParams)
+    gee: GeeParams = field(default_factory=GeeParams)
     labels: LabelsParams = field(default_factory=LabelsParams)
     aoi: AoiParams = field(default_factory=AoiParams)
     split: SplitParams = field(default_factory=SplitParams)
@@ -193,8 +214,10 @@ def _check_values(p: Params, path: Path) -> None:
     """Range and choice checks that a type alone cannot express."""
     where = str(path)
     choices = {
-        "source.kind": (p.source.kind, ["synthetic"]),
-        "labels.source": (p.labels.source, ["synthetic", "labelbox"]),
+        "source.kind": (p.source.kind, ["synthetic", "gee", "local"]),
+        "gee.product": (p.gee.product, ["L2A", "L1C"]),
+        "gee.mode": (p.gee.mode, ["batch", "direct"]),
+        "labels.source": (p.labels.source, ["synthetic", "labelbox", "geojson"]),
         "aoi.rivers": (p.aoi.rivers, ["vector", "water_index"]),
         "train.loss": (p.train.loss, ["wbce", "dice", "focal"]),
         "predict.blend": (p.predict.blend, ["mean", "gaussian"]),

@@ -71,16 +71,17 @@ def rasterize(row: LabelRow, grid: Grid, valid: np.ndarray, params: LabelsParams
 
 
 def pull(
-    rows: Iterable[dict], manifest: list[dict], images_dir: Path, out_dir: Path, params: LabelsParams
+    rows: Iterable[dict | LabelRow], manifest: list[dict], images_dir: Path, out_dir: Path, params: LabelsParams
 ) -> dict[str, float]:
     """Write `{obs_id}.geojson`, `{obs_id}.tif` and `index.csv` for every labelled observation.
 
+    `rows` are Labelbox export rows, or `LabelRow`s read from GeoJSON files.
     Rows not marked done, or missing, are listed in the index with status and left out of
     training; they do not stop the stage. Returns label statistics for metrics/labels.json.
     """
     parsed = {}
-    for raw in rows:
-        row = parse_row(raw, params.project_id or None)
+    for raw in rows:  # export rows (Labelbox) or rows already parsed (GeoJSON files)
+        row = raw if isinstance(raw, LabelRow) else parse_row(raw, params.project_id or None)
         parsed[row.obs_id] = row
     index, n_mine, n_valid, n_polys, n_done = [], 0, 0, 0, 0
     for rec in tqdm(manifest, desc="labels", unit="obs"):

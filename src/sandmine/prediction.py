@@ -12,22 +12,24 @@ whole-raster pass.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import rasterio
 import torch
 from rasterio.transform import Affine
 from torch import nn
 from tqdm import tqdm
 
-from sandmine.bands import to_model_units
+from sandmine.bands import normalise
 from sandmine.metrics import quantise
 from sandmine.raster import CogWriter, Grid, ImageReader
 from sandmine.windows import keep_region, starts
 
 BLENDS = ("mean", "gaussian")
+__all__ = ["BLENDS", "Stitch", "blend_weights", "normalise", "predict", "predict_file", "predict_rows"]
 
 
 @dataclass(frozen=True)
@@ -53,85 +55,72 @@ def blend_weights(window: int, blend: str) -> np.ndarray:
     raise ValueError(f"unknown blend {blend!r}; valid: {BLENDS}")
 
 
-def normalise(image: np.ndarray, bands: list[str], mean: np.ndarray, std: np.ndarray) -> np.ndarray:
-    """(C, H, W) export units -> standardised float32; nodata (NaN) counts as 0 in model units."""
-    x = to_model_units(image, bands)  # a new array: the arithmetic below is in place
-    x -= mean.astype(np.float32)[:, None, None]
-    x /= std.astype(np.float32)[:, None, None]
-    return x
-
-
-RowReader = Callable[[int, int], np.ndarray]
+Reader = Callable[[int, int, int, int], np.ndarray]
+CHUNK_PX = 2048  # columns read at a time: memory does not grow with the raster's width either
 
 
 @torch.no_grad()
 def predict_rows(
-    model: nn.Module, read: RowReader, height: int, width: int, s: Stitch, row0: int = 0, row1: int | None = None
+    model: nn.Module, read: Reader, height: int, width: int, s: Stitch, row0: int = 0, row1: int | None = None
 ) -> Iterator[tuple[int, np.ndarray]]:
     """Yield (first row, (n, width) float32 probabilities) for rows [row0, row1), top to bottom.
 
     Args:
         model: (B, C, window, window) -> (B, 1, window, window) logits.
-        read: read(r0, r1) -> (C, r1 - r0, width) normalised float32 input rows.
+        read: read(r0, r1, c0, c1) -> (C, r1 - r0, c1 - c0) normalised float32 input.
         height, width: raster size; both must be at least `s.window` (see `predict` for smaller).
     """
     row1 = height if row1 is None else row1
     if height < s.window or width < s.window:
         raise ValueError(f"raster {height}x{width} is smaller than one window ({s.window} px)")
     weights = blend_weights(s.window, s.blend)
-    rows = starts(height, s.window, s.stride)
-    needed = [r for r in rows if r < row1 and r + s.window > row0]
-    model.eval()
-    pool = ThreadPoolExecutor(max_workers=1)  # reads the next strip while the model runs
-    ahead = pool.submit(read, needed[0], needed[0] + s.window)
-    try:
-        yield from _strips(model, read, height, width, s, row0, row1, needed, weights, pool, ahead)
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
-
-
-def _strips(
-    model: nn.Module,
-    read: RowReader,
-    height: int,
-    width: int,
-    s: Stitch,
-    row0: int,
-    row1: int,
-    needed: list[int],
-    weights: np.ndarray,
-    pool: ThreadPoolExecutor,
-    ahead: Future,
-) -> Iterator[tuple[int, np.ndarray]]:
+    needed = [r for r in starts(height, s.window, s.stride) if r < row1 and r + s.window > row0]
     cols = starts(width, s.window, s.stride)
+    per_chunk = max(1, CHUNK_PX // s.window)
+    chunks = [cols[i : i + per_chunk] for i in range(0, len(cols), per_chunk)]
+    plan = [(k, r, chunk) for k, r in enumerate(needed) for chunk in chunks]
+
+    def fetch(i: int) -> np.ndarray:
+        _, r, chunk = plan[i]
+        return read(r, r + s.window, chunk[0], chunk[-1] + s.window)
+
+    model.eval()
     lo = needed[0]  # first row held in the accumulators
     total = np.zeros((0, width), np.float32)
     wsum = np.zeros((0, width), np.float32)
-    for k, r in enumerate(needed):
-        grow = r + s.window - lo - total.shape[0]
-        if grow > 0:
-            total = np.concatenate([total, np.zeros((grow, width), np.float32)])
-            wsum = np.concatenate([wsum, np.zeros((grow, width), np.float32)])
-        x = ahead.result()
-        if k + 1 < len(needed):
-            ahead = pool.submit(read, needed[k + 1], needed[k + 1] + s.window)
-        for b in range(0, len(cols), s.batch_size):
-            batch = cols[b : b + s.batch_size]
-            xb = torch.from_numpy(np.ascontiguousarray(np.stack([x[:, :, c : c + s.window] for c in batch])))
-            prob = torch.sigmoid(model(xb))[:, 0].numpy()
-            for c, p in zip(batch, prob):
-                rs, cs = keep_region(r, c, s.window, height, width, s.discard)
-                wt = weights[rs, cs]
-                out_r = slice(r - lo + rs.start, r - lo + rs.stop)
-                out_c = slice(c + cs.start, c + cs.stop)
-                total[out_r, out_c] += p[rs, cs] * wt
-                wsum[out_r, out_c] += wt
-        done = needed[k + 1] if k + 1 < len(needed) else min(row1, height)  # no later window reaches above
-        done = min(done, r + s.window)
-        a, b_ = max(lo, row0), min(done, row1)
-        if b_ > a:
-            yield a, total[a - lo : b_ - lo] / np.maximum(wsum[a - lo : b_ - lo], 1e-12)
-        total, wsum, lo = total[done - lo :], wsum[done - lo :], done
+    pool = ThreadPoolExecutor(max_workers=1)  # reads the next chunk while the model runs
+    try:
+        ahead = pool.submit(fetch, 0)
+        for i, (k, r, chunk) in enumerate(plan):
+            grow = r + s.window - lo - total.shape[0]
+            if grow > 0:
+                total = np.concatenate([total, np.zeros((grow, width), np.float32)])
+                wsum = np.concatenate([wsum, np.zeros((grow, width), np.float32)])
+            x = ahead.result()
+            if i + 1 < len(plan):
+                ahead = pool.submit(fetch, i + 1)
+            c0 = chunk[0]
+            for b in range(0, len(chunk), s.batch_size):
+                batch = chunk[b : b + s.batch_size]
+                xb = torch.from_numpy(np.stack([x[:, :, c - c0 : c - c0 + s.window] for c in batch]))
+                prob = torch.sigmoid(model(xb))[:, 0].numpy()
+                for c, p in zip(batch, prob):
+                    rs, cs = keep_region(r, c, s.window, height, width, s.discard)
+                    wt = weights[rs, cs]
+                    out_r = slice(r - lo + rs.start, r - lo + rs.stop)
+                    out_c = slice(c + cs.start, c + cs.stop)
+                    total[out_r, out_c] += p[rs, cs] * wt
+                    wsum[out_r, out_c] += wt
+            if chunk is not chunks[-1]:
+                continue
+            done = needed[k + 1] if k + 1 < len(needed) else min(row1, height)  # no later window reaches above
+            done = min(done, r + s.window)
+            a, b_ = max(lo, row0), min(done, row1)
+            if b_ > a:
+                yield a, total[a - lo : b_ - lo] / np.maximum(wsum[a - lo : b_ - lo], 1e-12)
+            total, wsum, lo = total[done - lo :], wsum[done - lo :], done
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def predict(model: nn.Module, image: np.ndarray, s: Stitch) -> np.ndarray:
@@ -142,7 +131,7 @@ def predict(model: nn.Module, image: np.ndarray, s: Stitch) -> np.ndarray:
         padded = np.pad(image, ((0, 0), (0, ph), (0, pw)), mode="reflect" if min(h, w) > 1 else "edge")
         return predict(model, padded, s)[:h, :w]
     out = np.empty((h, w), np.float32)
-    for r, block in predict_rows(model, lambda a, b: image[:, a:b], h, w, s):
+    for r, block in predict_rows(model, lambda a, b, c0, c1: image[:, a:b, c0:c1], h, w, s):
         out[r : r + block.shape[0]] = block
     return out
 
@@ -162,6 +151,24 @@ def predict_file(
     Nodata pixels (NaN in any model band) get probability 0. With `rows`, only that row range
     is predicted and `dst` is a COG of those rows (a tile of a larger raster).
     """
+    # GDAL's block cache defaults to 5 % of RAM; strips are read once, so a small cache will do
+    with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB):
+        _predict_file(model, ckpt, src, dst, s, tags, rows, progress)
+
+
+GDAL_CACHE_MB = 128
+
+
+def _predict_file(
+    model: nn.Module,
+    ckpt: dict,
+    src: Path,
+    dst: Path,
+    s: Stitch,
+    tags: dict[str, str] | None,
+    rows: tuple[int, int] | None,
+    progress: bool,
+) -> None:
     bands = ckpt["bands"]
     mean, std = np.array(ckpt["mean"], np.float32), np.array(ckpt["std"], np.float32)
     with ImageReader(src, bands) as reader:
@@ -173,11 +180,12 @@ def predict_file(
 
         invalid: dict[int, np.ndarray] = {}  # rows read but not yet written: nodata masks
 
-        def read(a: int, b: int) -> np.ndarray:
-            raw = reader.read_rows(a, b)
+        def read(a: int, b: int, c0: int, c1: int) -> np.ndarray:
+            raw = reader.read_rows(a, b, c0, c1)
             for i, m in enumerate(np.isnan(raw).any(axis=0)):
-                invalid[a + i] = m
-            return normalise(raw, bands, mean, std)
+                row = invalid.setdefault(a + i, np.zeros(g.width, bool))
+                row[c0:c1] |= m
+            return normalise(raw, bands, mean, std, inplace=True)  # raw is ours: no copy
 
         with CogWriter(dst, out_grid, "uint8", "mine_probability", all_tags) as out:
             if g.height < s.window or g.width < s.window:

@@ -184,9 +184,10 @@ class ImageReader:
         self.grid = Grid(src.crs, src.transform, src.height, src.width)
         self.tags = dict(src.tags())
 
-    def read_rows(self, row0: int, row1: int) -> np.ndarray:
-        """(C, row1 - row0, W) float32 in physical units, NaN where there is no data."""
-        window = rasterio.windows.Window(0, row0, self.grid.width, row1 - row0)
+    def read_rows(self, row0: int, row1: int, col0: int = 0, col1: int | None = None) -> np.ndarray:
+        """(C, row1 - row0, col1 - col0) float32 in physical units, NaN where there is no data."""
+        col1 = self.grid.width if col1 is None else col1
+        window = rasterio.windows.Window(col0, row0, col1 - col0, row1 - row0)
         src, bands = self._src, [i + 1 for i in self._idx]
         try:
             raw = src.read(bands, window=window)

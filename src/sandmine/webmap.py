@@ -105,10 +105,11 @@ document.querySelectorAll('.site').forEach(panel => {
   panel.querySelectorAll('input').forEach(i => i.addEventListener('change', () => refresh(panel)));
   refresh(panel);
 });
-async function check(){
+function check(){
+  // after 'load' every image has loaded or failed; hidden ones too (decode() may wait for display)
   let ok = 0, bad = 0;
   for (const img of Array.from(document.images)) {
-    try { await img.decode(); if (img.naturalWidth > 0) ok++; else bad++; } catch (e) { bad++; }
+    if (img.complete && img.naturalWidth > 0) ok++; else bad++;
   }
   const b = document.body.dataset;
   b.imagesOk = ok; b.imagesFailed = bad;

@@ -12,6 +12,7 @@ import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from shapely.geometry import Polygon, shape
 from shapely.geometry.base import BaseGeometry
@@ -111,18 +112,57 @@ def read_ndjson(path: str | Path) -> Iterator[dict]:
                     raise SandmineError(f"line {line_no} is not JSON ({exc})", str(path)) from exc
 
 
-def fetch_export(project_id: str) -> Iterable[dict]:
-    """Export a Labelbox project's rows with the labelbox SDK (needs LABELBOX_API_KEY)."""
+def _client() -> Any:
     key = os.environ.get("LABELBOX_API_KEY")
     if not key:
         raise SandmineError(
             "LABELBOX_API_KEY is not set", "environment", "export LABELBOX_API_KEY=… (never put it in params.yaml)"
         )
-    if not project_id:
-        raise SandmineError("'labels.project_id' is empty", "params.yaml", "give the Labelbox project id")
     import labelbox as lb
 
-    project = lb.Client(api_key=key).get_project(project_id)
+    return lb.Client(api_key=key)
+
+
+def row_data(obs_id: str, url: str, bounds_4326: tuple[float, float, float, float] | None = None) -> dict:
+    """A data row for one observation: a COG URL for an image project, or with `bounds` a tile
+    layer (`url` with {z}/{x}/{y}) for a geospatial project. `global_key = obs_id` always."""
+    if bounds_4326 is None:
+        return {"row_data": url, "global_key": obs_id, "media_type": "IMAGE"}
+    west, south, east, north = bounds_4326
+    tiles = {
+        "tile_layer_url": url,
+        "epsg": "EPSG4326",
+        "bounds": [[south, west], [north, east]],
+        "min_zoom": 12,
+        "max_zoom": 19,
+        "version": 2,
+    }
+    return {"row_data": tiles, "global_key": obs_id, "media_type": "TMS_GEO"}
+
+
+def push(project_id: str, dataset_name: str, rows: list[dict]) -> list[str]:
+    """Create a dataset with `rows` (see `row_data`) and send them to the project as one batch.
+
+    Returns the global keys sent. Errors of the upload task are raised with the rows they name.
+    """
+    if not project_id:
+        raise SandmineError("'labels.project_id' is empty", "params.yaml", "give the Labelbox project id")
+    client = _client()
+    dataset = client.create_dataset(name=dataset_name)
+    task = dataset.create_data_rows(rows)
+    task.wait_till_done()
+    if task.errors:
+        raise SandmineError(f"Labelbox rejected data rows: {task.errors}", f"dataset {dataset_name}")
+    keys = [r["global_key"] for r in rows]
+    client.get_project(project_id).create_batch(name=dataset_name, global_keys=keys, priority=5)
+    return keys
+
+
+def fetch_export(project_id: str) -> Iterable[dict]:
+    """Export a Labelbox project's rows with the labelbox SDK (needs LABELBOX_API_KEY)."""
+    if not project_id:
+        raise SandmineError("'labels.project_id' is empty", "params.yaml", "give the Labelbox project id")
+    project = _client().get_project(project_id)
     task = project.export(
         params={"data_row_details": True, "label_details": True, "project_details": True, "performance_details": False}
     )

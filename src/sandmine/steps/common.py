@@ -7,8 +7,6 @@ from pathlib import Path
 
 import numpy as np
 
-from sandmine import prediction, scale
-from sandmine.config import Params
 from sandmine.errors import SandmineError
 from sandmine.raster import read_image, read_mask
 
@@ -27,21 +25,3 @@ def scene(
     if np.isnan(image.data).all():
         raise SandmineError("image has no valid pixel", str(images / f"{obs_id}.tif"), "re-export it")
     return image.data, label, aoi
-
-
-def stitch(p: Params) -> prediction.Stitch:
-    q = p.predict
-    return prediction.Stitch(q.window_px, q.stride_px, q.discard_px, q.batch_size, q.blend)
-
-
-def predict_all(p: Params, model_path: Path, jobs: list[tuple[Path, Path]]) -> None:
-    """Predict (image, output COG) pairs with the params' stitching, over Dask workers."""
-    scale.predict_many(
-        model_path,
-        [scale.Job(src, dst) for src, dst in jobs],
-        stitch(p),
-        p.predict.workers,
-        p.predict.scheduler,
-        p.predict.tile_rows,
-        p.predict.threads,
-    )

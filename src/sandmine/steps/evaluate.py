@@ -14,7 +14,8 @@ from sandmine.config import Params
 from sandmine.files import fresh_dir, round_metrics, write_json, write_text
 from sandmine.metrics import Histogram, Objects, level
 from sandmine.raster import read_grid, read_image, read_mask
-from sandmine.steps.common import predict_all, read_split
+from sandmine.steps.common import read_split
+from sandmine.steps.predicting import predict_all
 
 CLUSTER_KEYS = ("ap", "best_f1", "iou", "mine_fraction", "observations")
 

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import csv
+import io
+import json
+import shutil
 from pathlib import Path
 
 from sandmine.config import Params
 from sandmine.errors import SandmineError
-from sandmine.files import fresh_dir
-from sandmine.sites import read_observations, read_sites
+from sandmine.files import atomic_path, fresh_dir, write_text
+from sandmine.raster import grid_for_bounds
+from sandmine.sites import Observation, Site, read_observations, read_sites
 
 
 def run(
@@ -15,14 +20,95 @@ def run(
 ) -> None:
     sites = read_sites(sites_path)
     observations = read_observations(obs_path, sites)
-    if p.source.kind != "synthetic":
-        raise SandmineError(
-            f"source '{p.source.kind}' is not available in this version", "params.yaml: source.kind", "use 'synthetic'"
-        )
-    from sandmine.sources.synthetic.world import export as synthetic_export
-
     fresh_dir(images_dir)
     fresh_dir(source_dir)
     if previews_dir is not None:
         fresh_dir(previews_dir)
+    if p.source.kind == "gee":
+        _gee(p, sites, observations, images_dir, source_dir)
+        return
+    if p.source.kind == "local":
+        _local(p, sites, observations, images_dir, source_dir)
+        return
+    from sandmine.sources.synthetic.world import export as synthetic_export
+
     synthetic_export(sites, observations, p.bands, p.world, images_dir, source_dir, previews_dir)
+
+
+def _gee(p: Params, sites: dict[str, Site], observations: list[Observation], images: Path, source: Path) -> None:
+    """Earth Engine images (cached per observation), rivers, and the manifest."""
+    from sandmine.sources import gee
+
+    g = p.gee
+    s = gee.ExportSettings(g.product, g.window_days, g.cs_threshold, g.bucket, g.prefix, g.max_retries, g.poll_s)
+    missing = [b for b in p.bands if b not in s.bands()]
+    if missing:
+        raise SandmineError(f"Earth Engine {g.product} exports have no band(s) {missing}", "params.yaml: bands")
+    for sid, site in sites.items():
+        gee.check_one_zone(sid, site.geometry.bounds)
+    gee.initialize(g.project)
+    grids = {sid: grid_for_bounds(site.geometry.bounds) for sid, site in sites.items()}
+    jobs = [(o.obs_id, sites[o.site_id].geometry.bounds, o.date.isoformat(), grids[o.site_id]) for o in observations]
+    cached = gee.export(jobs, s, g.mode, Path(g.cache_dir).expanduser())
+    for o in observations:
+        with atomic_path(images / f"{o.obs_id}.tif") as tmp:
+            shutil.copyfile(cached[o.obs_id], tmp)
+    _manifest(observations, grids, images, "gee")
+    if g.rivers_asset:
+        rivers = gee.rivers(g.rivers_asset, [site.geometry.bounds for site in sites.values()])
+        write_text(source / "rivers.geojson", json.dumps(rivers) + "\n")
+    else:
+        _write_rivers(p, source)
+
+
+def _local(p: Params, sites: dict[str, Site], observations: list[Observation], images: Path, source: Path) -> None:
+    """The user's GeoTIFFs or SAFE products, on each site's UTM grid at 10 m."""
+    from tqdm import tqdm
+
+    from sandmine.sources import gee, local
+
+    if not p.source.images_dir:
+        raise SandmineError("'source.images_dir' is empty", "params.yaml", "name the folder of your images")
+    folder = Path(p.source.images_dir).expanduser()
+    for sid, site in sites.items():
+        gee.check_one_zone(sid, site.geometry.bounds)
+    grids = {sid: grid_for_bounds(site.geometry.bounds) for sid, site in sites.items()}
+    for o in tqdm(sorted(observations, key=lambda o: o.obs_id), desc="export (local)", unit="obs"):
+        data, kind = local.import_observation(folder, o.obs_id, p.bands, grids[o.site_id])
+        tags = {"source": f"local-{kind}", "date": o.date.isoformat(), "obs_id": o.obs_id}
+        local.write_image(images / f"{o.obs_id}.tif", data, p.bands, grids[o.site_id], tags)
+    _manifest(observations, grids, images, "local")
+    _write_rivers(p, source)
+
+
+def _manifest(observations: list[Observation], grids: dict, images: Path, source: str) -> None:
+    rows = []
+    for o in sorted(observations, key=lambda o: o.obs_id):
+        grid = grids[o.site_id]
+        row = [o.obs_id, o.site_id, o.date.isoformat(), o.role, f"{o.obs_id}.tif", grid.crs.to_string()]
+        rows.append([*row, grid.height, grid.width, source])
+    buf = io.StringIO()
+    out = csv.writer(buf, lineterminator="\n")
+    out.writerow(["obs_id", "site_id", "date", "role", "file", "crs", "height", "width", "source"])
+    out.writerows(rows)
+    write_text(images / "manifest.csv", buf.getvalue())
+
+
+def _write_rivers(p: Params, source: Path) -> None:
+    if p.source.rivers_file:
+        rivers = _rivers_file(Path(p.source.rivers_file).expanduser())
+    else:
+        rivers = {"type": "FeatureCollection", "features": []}  # aoi.rivers: water_index needs none
+    write_text(source / "rivers.geojson", json.dumps(rivers) + "\n")
+
+
+def _rivers_file(path: Path) -> dict:
+    """A user's vector file of rivers (any CRS GeoPandas reads) as GeoJSON in EPSG:4326."""
+    import geopandas as gpd
+
+    if not path.exists():
+        raise SandmineError("rivers file not found", str(path), "fix 'source.rivers_file' in params.yaml")
+    frame = gpd.read_file(path)
+    if frame.crs is None:
+        raise SandmineError("rivers file has no CRS", str(path), "save it with its CRS (e.g. from QGIS)")
+    return json.loads(frame.to_crs("EPSG:4326").to_json())

@@ -20,7 +20,8 @@ from sandmine.errors import SandmineError
 from sandmine.files import fresh_dir, round_metrics, write_json, write_text
 from sandmine.metrics import level
 from sandmine.raster import Grid, read_image, read_mask, write_cog
-from sandmine.steps.common import predict_all, read_split
+from sandmine.steps.common import read_split
+from sandmine.steps.predicting import predict_all
 from sandmine.vectorize import class_polygons, polygons
 
 

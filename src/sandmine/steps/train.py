@@ -9,8 +9,8 @@ from pathlib import Path
 
 import torch
 
-from sandmine import models, prediction, training
-from sandmine.bands import to_model_units
+from sandmine import models, training
+from sandmine.bands import normalise, to_model_units
 from sandmine.config import Params
 from sandmine.files import atomic_path, round_metrics, write_json
 from sandmine.steps.common import read_split, scene
@@ -40,9 +40,7 @@ def run(
     train_ids = [r["obs_id"] for r in rows if r["role"] == "train"]
     units = {k: to_model_units(v[0], p.model.bands) for k, v in raw.items()}
     mean, std = training.band_stats([units[k] for k in train_ids], [raw[k][2] for k in train_ids])
-    scenes = {
-        k: training.Scene(k, prediction.normalise(v[0], p.model.bands, mean, std), v[1], v[2]) for k, v in raw.items()
-    }
+    scenes = {k: training.Scene(k, normalise(v[0], p.model.bands, mean, std), v[1], v[2]) for k, v in raw.items()}
     torch.manual_seed(p.train.seed)
     model = models.build(p.model.encoder, p.model.decoder, len(p.model.bands))
     start = time.perf_counter()
