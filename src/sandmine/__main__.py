@@ -48,6 +48,18 @@ def _predict(a: argparse.Namespace) -> None:
     print(f"probability -> {a.out}")
 
 
+def _select(a: argparse.Namespace) -> None:
+    from sandmine.files import write_text
+    from sandmine.sites import read_sites
+    from sandmine.sources import gee, selector
+
+    gee.initialize(a.project)
+    sites = read_sites(a.sites)
+    lines = selector.select_observations(sites, tuple(a.first.split("/")), tuple(a.second.split("/")), a.max_cloud)
+    write_text(a.out, "\n".join(lines) + "\n")
+    print(f"{len(lines) - 1} observations of {len(sites)} sites -> {a.out}")
+
+
 def main(argv: list[str] | None = None) -> None:
     from sandmine.errors import SandmineError
 
@@ -72,9 +84,16 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--scheduler", help="address of a running Dask scheduler")
     p.add_argument("--tile-rows", type=int, default=4096)
     p.add_argument("--threads", type=int, default=2, help="torch threads (per task with Dask)")
+    q = sub.add_parser("select", help="choose two clear dates per site with the most change (Earth Engine)")
+    q.add_argument("--sites", type=Path, default=Path("data/sites.geojson"))
+    q.add_argument("--first", required=True, help="first season window, START/END (e.g. 2025-10-01/2025-12-31)")
+    q.add_argument("--second", required=True, help="second season window, START/END")
+    q.add_argument("--max-cloud", type=float, default=0.2)
+    q.add_argument("--project", required=True, help="Cloud project registered for Earth Engine")
+    q.add_argument("--out", type=Path, default=Path("data/observations.csv"))
     a = parser.parse_args(argv)
     try:
-        _predict(a)
+        _select(a) if a.command == "select" else _predict(a)
     except SandmineError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(1)
