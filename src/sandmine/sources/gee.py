@@ -35,6 +35,7 @@ from typing import Any
 from sandmine.bands import S2_L2A
 from sandmine.errors import SandmineError
 from sandmine.raster import Grid
+from sandmine.sources.stored import NODATA, SCALES
 
 log = logging.getLogger(__name__)
 
@@ -42,8 +43,6 @@ S2_COLLECTIONS = {"L2A": "COPERNICUS/S2_SR_HARMONIZED", "L1C": "COPERNICUS/S2_HA
 S2_BANDS = {"L2A": S2_L2A, "L1C": [*S2_L2A[:10], "B10", *S2_L2A[10:]]}
 CLOUD_SCORE = "GOOGLE/CLOUD_SCORE_PLUS/V1/S2_HARMONIZED"
 S1_COLLECTION = "COPERNICUS/S1_GRD"
-SCALES = {"reflectance": 1e-4, "dB": 1e-2, "score": 1e-4}
-NODATA = -32768
 BUSY = ("too many tasks", "quota", "resource_exhausted", "rate limit", "429", "try again")
 
 

@@ -161,13 +161,12 @@ def geojson_labels(path: Path, obs_id: str) -> LabelRow:
 
 
 def write_image(path: Path, data: np.ndarray, bands: list[str], grid: Grid, tags: dict[str, str]) -> None:
-    """Write physical-unit bands as the pipeline's int16 COG (reflectance × 1e4, dB × 100)."""
+    """Write physical-unit bands as the pipeline's int16 COG (see `sources.stored`)."""
     from sandmine.raster import write_cog
+    from sandmine.sources.stored import NODATA, store
 
-    scales = [{"reflectance": 1e-4, "dB": 1e-2, "score": 1e-4}[CATALOGUE[b].unit] for b in bands]
-    stored = np.stack([np.round(d / sc) for d, sc in zip(data, scales)])
-    stored = np.where(np.isfinite(stored), stored, -32768).clip(-32768, 32767).astype(np.int16)
-    write_cog(path, stored, grid, bands, tags, nodata=-32768, scales=scales)
+    stored, scales = store(data, bands)
+    write_cog(path, stored, grid, bands, tags, nodata=NODATA, scales=scales)
 
 
 def import_observation(folder: Path, obs_id: str, bands: list[str], grid: Grid) -> tuple[np.ndarray, str]:

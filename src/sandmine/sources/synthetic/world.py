@@ -22,6 +22,7 @@ from sandmine.files import write_text
 from sandmine.raster import Grid, grid_for_bounds, pixels_to_map, to_crs, write_cog
 from sandmine.sites import Observation
 from sandmine.sites import Site as SiteRecord
+from sandmine.sources.stored import NODATA, SCALES
 from sandmine.sources.synthetic.annotator import annotate
 from sandmine.sources.synthetic.layout import stable_seed
 from sandmine.sources.synthetic.materials import load_signatures
@@ -30,8 +31,6 @@ from sandmine.sources.synthetic.scene import Site
 
 log = logging.getLogger(__name__)
 RECIPE = "sandmine-synthetic-v1"
-SCALES = {"reflectance": 1e-4, "dB": 1e-2, "score": 1e-4}
-NODATA = -32768
 
 
 def export(
