@@ -1,4 +1,4 @@
-"""Stage train: fit the encoder-decoder on AOI windows; DVCLive logs the curves."""
+"""Stage train: fit the encoder-decoder (or a classical baseline) on AOI windows; DVCLive logs the curves."""
 
 from pathlib import Path
 
@@ -9,8 +9,9 @@ from sandmine.steps import train
 
 
 def args(p):
-    for name in ("images", "labels", "aoi", "split", "model", "metrics", "live"):
+    for name in ("images", "labels", "aoi", "split", "model", "metrics", "timing", "live"):
         p.add_argument(f"--{name}", type=Path, required=True)
+    p.add_argument("--ssl", type=Path, help="the pretrain stage's encoder (used when model.weights is 'ssl')")
 
 
 def body(prm, a):
@@ -22,7 +23,7 @@ def body(prm, a):
                 live.log_metric(key, round(value, 5))
             live.next_step()
 
-        train.run(prm, a.images, a.labels, a.aoi, a.split, a.model, a.metrics, on_epoch)
+        train.run(prm, a.images, a.labels, a.aoi, a.split, a.model, a.metrics, a.timing, on_epoch, a.ssl)
 
 
 if __name__ == "__main__":

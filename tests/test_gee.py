@@ -285,3 +285,40 @@ def test_export_stage_refuses_a_site_across_zones(ee, tmp_path, monkeypatch):
     obs.write_text("obs_id,site_id,date,role\ngandak_x_2025-11-15,gandak_x,2025-11-15,labelled\n")
     with pytest.raises(SandmineError, match="gandak_x.*spans two UTM zones"):
         export.run(_params(tmp_path), sites, obs, tmp_path / "images", tmp_path / "source")
+
+
+def test_rivers_query_clips_the_asset_to_the_sites(ee, monkeypatch):
+    """`gee.rivers` asks Earth Engine for one FeatureCollection: the asset, filtered to the sites'
+    boxes and clipped to them; the answer (GeoJSON) comes back as it is."""
+    seen = {}
+    answer = {
+        "type": "FeatureCollection",
+        "features": [
+            {
+                "type": "Feature",
+                "geometry": {"type": "LineString", "coordinates": [[84.0, 27.0], [84.02, 27.01]]},
+                "properties": {"RIV_ORD": 4},
+            }
+        ],
+    }
+
+    def compute_value(obj):
+        seen["expr"] = obj.serialize()
+        return answer
+
+    monkeypatch.setattr(ee.data, "computeValue", compute_value)
+    out = gee.rivers("WWF/HydroSHEDS/v1/FreeFlowingRivers", [SITES["gandak_boundary"], SITES["son_dehri"]])
+    assert out == answer
+    expr = json.loads(seen["expr"])
+    text = json.dumps(expr)
+    assert "WWF/HydroSHEDS/v1/FreeFlowingRivers" in text
+    assert "Collection.filterBounds" in text or "Collection.filter" in text
+    assert "Feature.intersection" in text and "Collection.map" in text
+    coords = json.dumps([84.01, 27.0])[1:-1].replace(" ", "")
+    assert coords.split(",")[0] in text.replace(" ", "")  # the boundary site's box is in the query
+
+
+def test_rivers_empty_answer_is_an_error_naming_the_asset(ee, monkeypatch):
+    monkeypatch.setattr(ee.data, "computeValue", lambda obj: {"type": "FeatureCollection", "features": []})
+    with pytest.raises(SandmineError, match="no river of users/x/rivers"):
+        gee.rivers("users/x/rivers", [SITES["son_dehri"]])

@@ -246,3 +246,34 @@ def test_missing_api_key_is_a_clear_error(monkeypatch):
     monkeypatch.delenv("LABELBOX_API_KEY", raising=False)
     with pytest.raises(SandmineError, match="LABELBOX_API_KEY is not set"):
         list(fetch_export("proj-1"))
+
+
+def test_labelbox_push_command_sends_the_manifest(fake_client, tmp_path, capsys):
+    import numpy as np
+    from affine import Affine
+    from rasterio.crs import CRS
+
+    from sandmine.__main__ import main
+    from sandmine.raster import Grid, write_cog
+
+    grid = Grid(CRS.from_epsg(32644), Affine(10, 0, 500000, 0, -10, 2750000), 100, 200)
+    write_cog(tmp_path / "son_a_2025-11-15.tif", np.zeros((1, 100, 200), np.float32), grid, ["B2"])
+    (tmp_path / "manifest.csv").write_text(
+        "obs_id,site_id,date,role,file,crs,height,width,source\n"
+        "son_a_2025-11-15,son_a,2025-11-15,labelled,son_a_2025-11-15.tif,EPSG:32644,100,200,synthetic\n"
+        "son_a_2026-04-10,son_a,2026-04-10,infer,son_a_2026-04-10.tif,EPSG:32644,100,200,synthetic\n"
+    )
+    url = "https://tiles.example/{obs_id}/{z}/{x}/{y}.png"
+    main(["labelbox-push", "--project", "p1", "--dataset", "d1", "--url", url, "--geo",
+          "--manifest", str(tmp_path / "manifest.csv")])  # fmt: skip
+    sent = fake_client.datasets["d1"]
+    assert [r["global_key"] for r in sent] == ["son_a_2025-11-15"]  # only the labelled role by default
+    assert sent[0]["row_data"]["tile_layer_url"] == "https://tiles.example/son_a_2025-11-15/{z}/{x}/{y}.png"
+    (south, west), (north, east) = sent[0]["row_data"]["bounds"]
+    assert 80.9 < west < east < 81.1 and 24.8 < south < north < 24.9  # the image's box in lon/lat
+    assert fake_client.batches == [("p1", "d1", ["son_a_2025-11-15"])]
+    assert "1 data rows" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main(["labelbox-push", "--project", "p1", "--dataset", "d2", "--url", "{nope}",
+              "--manifest", str(tmp_path / "manifest.csv")])  # fmt: skip
+    assert "unknown placeholder" in capsys.readouterr().err

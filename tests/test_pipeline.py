@@ -21,7 +21,8 @@ gee: {product: L2A}
 labels: {source: synthetic}
 aoi: {rivers: vector, buffer_m: 1000.0, simplify_m: 250.0}
 split: {n_clusters: 3, val_clusters: 1, test_clusters: 1, fold: 0, seed: 0}
-model: {encoder: resnet18, decoder: unet, bands: [B2, B3, B4, B8, B11, B12, VV, VH]}
+model: {encoder: resnet18, decoder: unet, bands: [B2, B3, B4, B8, B11, B12, VV, VH], indices: [NDWI], weights: ssl}
+ssl: {method: moco, epochs: 1, windows_per_epoch: 32, window_px: 32, batch_size: 8, queue: 64}
 train: {window_px: 64, batch_size: 8, epochs: 2, windows_per_epoch: 32, val_windows: 16, patience: 2, threads: 2}
 predict: {window_px: 64, stride_px: 32, discard_px: 8, batch_size: 8, threshold: 0.5}
 evaluate: {roles: [test]}
@@ -96,6 +97,34 @@ def test_dvc_repro_end_to_end_then_nothing_to_do(project: Path):
     _run(["dvc", "repro", "--force", "--single-item", "train"], project)
     _run(["dvc", "repro", "--force", "--single-item", "evaluate"], project)
     assert (project / "metrics" / "evaluate.json").read_bytes() == first
+    pre = json.loads((project / "metrics" / "pretrain.json").read_text())
+    assert pre["epochs"] == 1 and pre["loss_first"] > 0
+    assert json.loads((project / "metrics" / "timing.json").read_text())["train_s"] > 0
+
+
+@pytest.mark.slow
+def test_a_baseline_is_a_row_of_dvc_exp_show(project: Path):
+    _run(["dvc", "repro"], project)
+    _run(["git", "add", "-A"], project)
+    _run(["git", "commit", "-qm", "ran"], project)
+    rf = [
+        "-S",
+        "model.encoder=random_forest",
+        "-S",
+        "model.decoder=none",
+        "-S",
+        "ssl.method=none",
+        "-S",
+        "model.weights=null",
+    ]
+    _run(["dvc", "exp", "run", "-n", "rf", *rf], project)
+    rows = json.loads(_run(["dvc", "exp", "show", "--json"], project).stdout)
+    exps = {e["name"]: e for row in rows for e in (row.get("experiments") or []) for e in e.get("revs", [])}
+    rf = exps["rf"]["data"]
+    ap = rf["metrics"]["metrics/evaluate.json"]["data"]["aoi_ap"]
+    assert 0 <= ap <= 1
+    assert rf["params"]["params.yaml"]["data"]["model"]["encoder"] == "random_forest"
+    assert (project / "metrics" / "train.json").exists()  # the workspace holds the experiment's results
 
 
 @pytest.mark.slow

@@ -17,7 +17,7 @@ BANDS = ["B2", "B3", "B4", "B8"]
 def setup(tmp_path, rng):
     torch = pytest.importorskip("torch")
     torch.manual_seed(0)
-    model = models.build("resnet18", "unet", len(BANDS))
+    model = models.build("resnet18", "unet", list(BANDS))
     ckpt_path = tmp_path / "model.pt"
     meta = {"encoder": "resnet18", "decoder": "unet", "bands": BANDS, "mean": [0.1] * 4, "std": [0.1] * 4}
     torch.save(models.save_checkpoint(model, meta), ckpt_path)

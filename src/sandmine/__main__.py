@@ -1,6 +1,8 @@
 """`sandmine predict`: mining probability for any GeoTIFF with the bands a model was trained on.
 
     sandmine predict IMAGE.tif --model models/model.pt --out pred.tif [--polygons mines.geojson]
+    sandmine select --first 2025-10-01/2025-12-31 --second 2026-03-01/2026-05-31 --project P
+    sandmine labelbox-push --project ID --dataset NAME --url https://storage.googleapis.com/b/{file}
 
 The image needs band descriptions naming its bands (B2, B3, …, VV, VH) in the units of an
 Earth Engine export (reflectance, dB); the output is a uint8 COG (probability = value / 255).
@@ -60,6 +62,47 @@ def _select(a: argparse.Namespace) -> None:
     print(f"{len(lines) - 1} observations of {len(sites)} sites -> {a.out}")
 
 
+class _Placeholders(dict):
+    """str.format_map values that leave a tile URL's {z}/{x}/{y} for Labelbox to fill."""
+
+    def __missing__(self, key: str) -> str:
+        if key in ("z", "x", "y"):
+            return "{" + key + "}"
+        raise KeyError(key)
+
+
+def _labelbox_push(a: argparse.Namespace) -> None:
+    import csv
+
+    from rasterio.warp import transform_bounds
+
+    from sandmine.errors import SandmineError
+    from sandmine.raster import read_grid
+    from sandmine.sources import labelbox
+
+    with a.manifest.open(newline="") as fh:
+        recs = [r for r in csv.DictReader(fh) if r["role"] in a.roles]
+    if not recs:
+        raise SandmineError(f"no observation with role {a.roles}", str(a.manifest), "check --roles")
+    rows = []
+    for r in recs:
+        try:
+            url = a.url.format_map(
+                _Placeholders(obs_id=r["obs_id"], file=r["file"], site_id=r["site_id"], date=r["date"])
+            )
+        except KeyError as exc:
+            raise SandmineError(
+                f"unknown placeholder {exc} in --url", a.url, "use {obs_id} {file} {site_id} {date}"
+            ) from exc
+        bounds = None
+        if a.geo:
+            g = read_grid(a.manifest.parent / r["file"])
+            bounds = tuple(transform_bounds(g.crs, "EPSG:4326", *g.bounds))
+        rows.append(labelbox.row_data(r["obs_id"], url, bounds))  # type: ignore[arg-type]
+    keys = labelbox.push(a.project, a.dataset, rows)
+    print(f"{len(keys)} data rows -> dataset '{a.dataset}', batch sent to project {a.project}")
+
+
 def main(argv: list[str] | None = None) -> None:
     from sandmine.errors import SandmineError
 
@@ -91,9 +134,22 @@ def main(argv: list[str] | None = None) -> None:
     q.add_argument("--max-cloud", type=float, default=0.2)
     q.add_argument("--project", required=True, help="Cloud project registered for Earth Engine")
     q.add_argument("--out", type=Path, default=Path("data/observations.csv"))
+    lb = sub.add_parser("labelbox-push", help="send observations to a Labelbox project for annotation")
+    lb.add_argument("--project", required=True, help="Labelbox project id (LABELBOX_API_KEY in the environment)")
+    lb.add_argument("--dataset", required=True, help="name of the dataset to create")
+    lb.add_argument(
+        "--url",
+        required=True,
+        help="where Labelbox finds each image: a COG URL, or with --geo a tile URL with {z}/{x}/{y};\n"
+        "placeholders {obs_id} {file} {site_id} {date}, e.g. https://storage.googleapis.com/b/{file}",
+    )
+    lb.add_argument("--geo", action="store_true", help="geospatial project: a tile layer with the image's bounds")
+    lb.add_argument("--manifest", type=Path, default=Path("data/images/manifest.csv"))
+    lb.add_argument("--roles", nargs="+", default=["labelled"], help="manifest roles to send")
     a = parser.parse_args(argv)
+    commands = {"predict": _predict, "select": _select, "labelbox-push": _labelbox_push}
     try:
-        _select(a) if a.command == "select" else _predict(a)
+        commands[a.command](a)
     except SandmineError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(1)

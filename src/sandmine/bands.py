@@ -92,11 +92,57 @@ def to_model_units(image: np.ndarray, names: list[str], inplace: bool = False) -
     return np.nan_to_num(out, nan=0.0, copy=False)
 
 
+# Normalised-difference index channels: name -> (a, b) for (a - b) / (a + b) on reflectance
+INDICES: dict[str, tuple[str, str]] = {
+    "NDWI": ("B3", "B8"),  # McFeeters 1996: open water
+    "NDVI": ("B8", "B4"),  # vegetation
+    "MNDWI": ("B3", "B11"),  # Xu 2006: water, separates built-up and bare sand better than NDWI
+}
+
+
+def read_names(bands: list[str], indices: list[str]) -> list[str]:
+    """Bands to read from an image: the model's bands, then any band an index needs and they lack."""
+    out = list(bands)
+    for name in indices:
+        for b in INDICES[name]:
+            if b not in out:
+                out.append(b)
+    return out
+
+
+def channels(raw: np.ndarray, names: list[str], bands: list[str], indices: list[str]) -> np.ndarray:
+    """(C_model, H, W) model-unit channels: `bands` then `indices`, from `raw` (bands `names`).
+
+    Index values are in [-1, 1]; where either band is nodata (NaN) or both are 0, 0.
+    """
+    if not indices and names == bands:
+        return to_model_units(raw, bands)
+    out = np.empty((len(bands) + len(indices), *raw.shape[1:]), np.float32)
+    for k, name in enumerate(indices):
+        a, b = (raw[names.index(x)] for x in INDICES[name])
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out[len(bands) + k] = np.nan_to_num((a - b) / (a + b), nan=0.0, posinf=0.0, neginf=0.0)
+    out[: len(bands)] = to_model_units(raw[[names.index(b) for b in bands]], bands)
+    return out
+
+
 def normalise(
-    image: np.ndarray, bands: list[str], mean: np.ndarray, std: np.ndarray, inplace: bool = False
+    image: np.ndarray,
+    bands: list[str],
+    mean: np.ndarray,
+    std: np.ndarray,
+    inplace: bool = False,
+    names: list[str] | None = None,
+    indices: list[str] | None = None,
 ) -> np.ndarray:
-    """(C, H, W) export units -> standardised float32; nodata (NaN) counts as 0 in model units."""
-    x = to_model_units(image, bands, inplace)
+    """(C, H, W) export units -> standardised float32 model channels; nodata (NaN) counts as 0.
+
+    With `indices`, `image` holds bands `names` (see `read_names`) and index channels are appended.
+    """
+    if indices:
+        x = channels(image, names or bands, bands, indices)
+    else:
+        x = to_model_units(image, bands, inplace)
     x -= mean.astype(np.float32)[:, None, None]
     x /= std.astype(np.float32)[:, None, None]
     return x

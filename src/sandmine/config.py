@@ -9,7 +9,7 @@ from typing import Any
 from omegaconf import OmegaConf
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationError
 
-from sandmine.bands import EXPORT_DEFAULT, S2_L2A, check_names
+from sandmine.bands import EXPORT_DEFAULT, INDICES, S2_L2A, check_names
 from sandmine.errors import SandmineError
 
 
@@ -83,13 +83,39 @@ class SplitParams:
 
 
 @dataclass
+class BaselineParams:
+    """The classical baselines (model.encoder: random_forest | superpixel_gbm, decoder: none)."""
+
+    pixels: int = 200000  # training pixels sampled for the random forest
+    trees: int = 60
+    depth: int = 12
+    superpixel_px: int = 12  # mean superpixel side (SLIC grid step)
+    compactness: float = 0.3
+    boost_trees: int = 200
+    boost_depth: int = 3
+    boost_lr: float = 0.1
+
+
+@dataclass
 class ModelParams:
-    """Encoder, decoder and the input bands of the segmentation model."""
+    """Encoder, decoder and the input channels of the segmentation model."""
 
     encoder: str = "resnet18"
     decoder: str = "unet"
     bands: list[str] = field(default_factory=lambda: [*S2_L2A, "VV", "VH"])
-    weights: str | None = None
+    indices: list[str] = field(default_factory=list)  # NDWI | NDVI | MNDWI, appended as channels
+    weights: str | None = None  # null | ssl (the pretrain stage's encoder) | a local checkpoint file
+    freeze_encoder: bool = False  # linear probing when decoder is linear
+    baseline: BaselineParams = field(default_factory=BaselineParams)
+
+
+@dataclass
+class ConfidenceParams:
+    """Loss weight of a mine polygon's pixels by its annotation confidence (other pixels weigh 1)."""
+
+    high: float = 1.0
+    medium: float = 0.75
+    low: float = 0.5
 
 
 @dataclass
@@ -102,11 +128,29 @@ class TrainParams:
     windows_per_epoch: int = 384
     val_windows: int = 192
     lr: float = 1e-3
+    encoder_lr_scale: float = 1.0  # encoder learning rate = lr x this (e.g. 0.1 when fine-tuning weights)
     weight_decay: float = 1e-4
     loss: str = "wbce"  # wbce | dice | focal
+    confidence: ConfidenceParams = field(default_factory=lambda: ConfidenceParams())
     patience: int = 4
     seed: int = 0
     threads: int = 2
+
+
+@dataclass
+class SslParams:
+    """Self-supervised pretraining of model.encoder on unlabelled AOI windows (stage pretrain)."""
+
+    method: str = "none"  # none | moco
+    epochs: int = 8
+    windows_per_epoch: int = 512
+    window_px: int = 64
+    batch_size: int = 32
+    lr: float = 0.01
+    temperature: float = 0.2
+    queue: int = 2048
+    momentum: float = 0.99
+    seed: int = 0
 
 
 @dataclass
@@ -152,6 +196,7 @@ class Params:
     aoi: AoiParams = field(default_factory=AoiParams)
     split: SplitParams = field(default_factory=SplitParams)
     model: ModelParams = field(default_factory=ModelParams)
+    ssl: SslParams = field(default_factory=SslParams)
     train: TrainParams = field(default_factory=TrainParams)
     predict: PredictParams = field(default_factory=PredictParams)
     evaluate: EvaluateParams = field(default_factory=EvaluateParams)
@@ -220,6 +265,7 @@ def _check_values(p: Params, path: Path) -> None:
         "labels.source": (p.labels.source, ["synthetic", "labelbox", "geojson"]),
         "aoi.rivers": (p.aoi.rivers, ["vector", "water_index"]),
         "train.loss": (p.train.loss, ["wbce", "dice", "focal"]),
+        "ssl.method": (p.ssl.method, ["none", "moco"]),
         "predict.blend": (p.predict.blend, ["mean", "gaussian"]),
     }
     for key, (choice, valid) in choices.items():
@@ -238,6 +284,12 @@ def _check_values(p: Params, path: Path) -> None:
     }
     check_names(p.bands, f"{where}: bands")
     check_names(p.model.bands, f"{where}: model.bands")
+    bad = [i for i in p.model.indices if i not in INDICES]
+    if bad:
+        raise SandmineError(f"unknown index channel(s) {bad}", f"{where}: model.indices", f"use: {', '.join(INDICES)}")
+    for level, w in vars(p.train.confidence).items():
+        if not 0 < w <= 1:
+            raise SandmineError(f"'train.confidence.{level}' is {w}", where, "use a weight in (0, 1]")
     for key, value in positive.items():
         if value <= 0:
             raise SandmineError(f"'{key}' must be positive, got {value}", where)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 from rasterio import features
-from shapely.geometry import box, mapping
+from shapely.geometry import box, mapping, shape
 from tqdm import tqdm
 
 from sandmine.config import LabelsParams
@@ -134,3 +134,29 @@ def pull(
         "mine_polygons": n_polys,
         "mine_pixel_fraction": n_mine / max(n_valid, 1),
     }
+
+
+def confidence_weights(geojson: Path, grid: Grid, weights: dict[str, float]) -> np.ndarray | None:
+    """(H, W) float32 loss weights: a mine polygon's pixels weigh `weights[confidence]`, others 1.
+
+    None when every weight is 1 (nothing to weigh). Where polygons overlap, the lower weight wins.
+    """
+    if all(w == 1.0 for w in weights.values()):
+        return None
+    try:
+        feats = json.loads(geojson.read_text())["features"]
+    except (OSError, ValueError, KeyError) as exc:
+        raise SandmineError(
+            f"cannot read label polygons ({exc})", str(geojson), "re-run the annotate-pull stage"
+        ) from exc
+    shapes = []
+    for f in feats:
+        if f["properties"].get("class") != "mine":
+            continue
+        w = weights.get(str(f["properties"].get("confidence", "high")), 1.0)
+        if w != 1.0:
+            shapes.append((to_crs(shape(f["geometry"]), "EPSG:4326", grid.crs), w))
+    out = np.ones((grid.height, grid.width), np.float32)
+    for geom, w in sorted(shapes, key=lambda s: -s[1]):  # lowest weight drawn last
+        features.rasterize([(geom, w)], out=out, transform=grid.transform)
+    return out

@@ -23,7 +23,7 @@ from rasterio.transform import Affine
 from torch import nn
 from tqdm import tqdm
 
-from sandmine.bands import normalise
+from sandmine.bands import normalise, read_names
 from sandmine.metrics import quantise
 from sandmine.raster import CogWriter, Grid, ImageReader
 from sandmine.windows import keep_region, starts
@@ -169,9 +169,14 @@ def _predict_file(
     rows: tuple[int, int] | None,
     progress: bool,
 ) -> None:
-    bands = ckpt["bands"]
+    bands, indices = ckpt["bands"], ckpt.get("indices", [])
+    names = read_names(bands, indices)
     mean, std = np.array(ckpt["mean"], np.float32), np.array(ckpt["std"], np.float32)
-    with ImageReader(src, bands) as reader:
+
+    def prepare(raw: np.ndarray) -> np.ndarray:
+        return normalise(raw, bands, mean, std, inplace=True, names=names, indices=indices)
+
+    with ImageReader(src, names) as reader:
         g = reader.grid
         row0, row1 = rows if rows is not None else (0, g.height)
         out_grid = g if rows is None else _row_grid(g, row0, row1)
@@ -185,12 +190,12 @@ def _predict_file(
             for i, m in enumerate(np.isnan(raw).any(axis=0)):
                 row = invalid.setdefault(a + i, np.zeros(g.width, bool))
                 row[c0:c1] |= m
-            return normalise(raw, bands, mean, std, inplace=True)  # raw is ours: no copy
+            return prepare(raw)  # raw is ours: normalised in place when there are no index channels
 
         with CogWriter(dst, out_grid, "uint8", "mine_probability", all_tags) as out:
             if g.height < s.window or g.width < s.window:
                 raw = reader.read_rows(0, g.height)
-                prob = predict(model, normalise(raw, bands, mean, std), s)
+                prob = predict(model, prepare(raw.copy()), s)
                 prob[np.isnan(raw).any(axis=0)] = 0.0
                 out.write_rows(0, quantise(prob[row0:row1]))
                 return

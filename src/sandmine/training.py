@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -29,6 +30,7 @@ class Scene:
     image: np.ndarray  # (C, H, W) float32, standardised
     label: np.ndarray  # (H, W) uint8: 0, 1, 255 = ignore
     aoi: np.ndarray  # (H, W) bool
+    weight: np.ndarray | None = None  # (H, W) float32 per-pixel loss weight (annotation confidence)
 
 
 def band_stats(images: list[np.ndarray], masks: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
@@ -41,43 +43,57 @@ def band_stats(images: list[np.ndarray], masks: list[np.ndarray]) -> tuple[np.nd
 
 def _windows(
     scenes: list[Scene], centres: list[tuple[int, int, int]], size: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Image, label, AOI and loss-weight windows around `centres` (scene index, row, col)."""
     x = np.stack([crop(scenes[i].image, r, c, size, 0.0) for i, r, c in centres])
     y = np.stack([crop(scenes[i].label, r, c, size, IGNORE) for i, r, c in centres])
     a = np.stack([crop(scenes[i].aoi, r, c, size, False) for i, r, c in centres])
-    return x, y, a
+    w = np.stack(
+        [
+            np.ones((size, size), np.float32) if (wt := scenes[i].weight) is None else crop(wt, r, c, size, 1.0)
+            for i, r, c in centres
+        ]
+    )
+    return x, y, a, w
 
 
-def _augment(x: np.ndarray, y: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """A random one of the 8 flips and right-angle rotations per window."""
-    xs, ys = [], []
-    for xi, yi in zip(x, y):
+def _augment(arrays: list[np.ndarray], rng: np.random.Generator) -> list[np.ndarray]:
+    """The same random one of the 8 flips and right-angle rotations for each window of all
+    `arrays` ((N, ..., H, W) each)."""
+    outs: list[list[np.ndarray]] = [[] for _ in arrays]
+    for n in range(len(arrays[0])):
         k, flip = int(rng.integers(4)), bool(rng.integers(2))
-        xi, yi = np.rot90(xi, k, axes=(1, 2)), np.rot90(yi, k)
-        if flip:
-            xi, yi = xi[:, :, ::-1], yi[:, ::-1]
-        xs.append(np.ascontiguousarray(xi))
-        ys.append(np.ascontiguousarray(yi))
-    return np.stack(xs), np.stack(ys)
+        for out, arr in zip(outs, arrays):
+            v = np.rot90(arr[n], k, axes=(-2, -1))
+            out.append(np.ascontiguousarray(v[..., ::-1] if flip else v))
+    return [np.stack(o) for o in outs]
 
 
-def loss_fn(kind: str, pos_weight: float) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
-    """Loss over pixels whose label is not IGNORE: weighted BCE, Dice or focal."""
+Loss = Callable[[torch.Tensor, torch.Tensor, torch.Tensor | None], torch.Tensor]
 
-    def loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+
+def loss_fn(kind: str, pos_weight: float) -> Loss:
+    """Loss over pixels whose label is not IGNORE: weighted BCE, Dice or focal.
+
+    The returned loss takes logits, labels and optional per-pixel weights (annotation confidence).
+    """
+
+    def loss(logits: torch.Tensor, y: torch.Tensor, w: torch.Tensor | None = None) -> torch.Tensor:
         valid = y != IGNORE
         t = (y == 1).float()
         if not valid.any():
             return logits.sum() * 0.0
         z, t = logits[valid], t[valid]
+        wv = w[valid] if w is not None else torch.ones_like(z)
         if kind == "wbce":
-            return F.binary_cross_entropy_with_logits(z, t, pos_weight=torch.tensor(pos_weight))
+            bce = F.binary_cross_entropy_with_logits(z, t, pos_weight=torch.tensor(pos_weight), reduction="none")
+            return (bce * wv).sum() / wv.sum()
         p = torch.sigmoid(z)
         if kind == "dice":
-            return 1 - (2 * (p * t).sum() + 1) / (p.sum() + t.sum() + 1)
+            return 1 - (2 * (wv * p * t).sum() + 1) / ((wv * p).sum() + (wv * t).sum() + 1)
         bce = F.binary_cross_entropy_with_logits(z, t, reduction="none")
         pt = p * t + (1 - p) * (1 - t)
-        return ((1 - pt) ** 2 * bce * (0.75 * t + 0.25 * (1 - t))).mean()
+        return ((1 - pt) ** 2 * bce * (0.75 * t + 0.25 * (1 - t)) * wv).sum() / wv.sum()
 
     return loss
 
@@ -94,6 +110,55 @@ def validation_ap(model: nn.Module, x: np.ndarray, y: np.ndarray, a: np.ndarray,
     return hist.average_precision()
 
 
+def positive_weight(train: list[Scene]) -> tuple[float, float]:
+    """Training mine fraction and the BCE weight of mine pixels derived from it."""
+    labels = np.concatenate([s.label[s.label != IGNORE].ravel() for s in train])
+    pos = float((labels == 1).mean()) if labels.size else 0.0
+    # prior work weighted mine pixels 6–14; an uncapped ratio over-predicts at 0.5
+    return pos, float(np.clip((1 - pos) / max(pos, 1e-6), 1.0, 10.0))
+
+
+def _optimizer(model: nn.Module, params: TrainParams) -> torch.optim.Optimizer:
+    """AdamW; the encoder of a `Segmenter` learns at lr x `encoder_lr_scale` (frozen: not at all)."""
+    encoder = getattr(model, "encoder", None)
+    if encoder is None:
+        return torch.optim.AdamW(model.parameters(), lr=params.lr, weight_decay=params.weight_decay)
+    enc_ids = {id(p) for p in encoder.parameters()}
+    rest = [p for p in model.parameters() if id(p) not in enc_ids and p.requires_grad]
+    groups = [{"params": rest, "lr": params.lr}]
+    enc = [p for p in encoder.parameters() if p.requires_grad]
+    if enc:
+        groups.append({"params": enc, "lr": params.lr * params.encoder_lr_scale})
+    return torch.optim.AdamW(groups, weight_decay=params.weight_decay)
+
+
+class FeatureCache:
+    """Encoder features of fixed windows, computed once: a frozen encoder's work is not repeated.
+
+    Windows are drawn once (`windows_per_epoch` of them); each epoch visits all of them in a new
+    order with a new random flip or rotation per batch, applied to features and labels alike.
+    """
+
+    def __init__(self, model: nn.Module, x: np.ndarray, batch: int):
+        model.eval()
+        levels: list[list[torch.Tensor]] = []
+        with torch.no_grad():
+            for b in tqdm(range(0, len(x), batch), desc="encoding windows", unit="batch", leave=False):
+                for k, f in enumerate(model.encoder(torch.from_numpy(x[b : b + batch]))):  # type: ignore[operator]
+                    if k == len(levels):
+                        levels.append([])
+                    levels[k].append(f)
+        self.feats = [torch.cat(lv) for lv in levels]
+        self.size = (x.shape[-2], x.shape[-1])
+
+    def batch(self, idx: np.ndarray, k: int = 0, flip: bool = False) -> list[torch.Tensor]:
+        out = []
+        for f in self.feats:
+            v = torch.rot90(f[idx], k, dims=(2, 3))
+            out.append(torch.flip(v, dims=(3,)) if flip else v)
+        return out
+
+
 def fit(
     model: nn.Module,
     train: list[Scene],
@@ -103,47 +168,71 @@ def fit(
 ) -> tuple[nn.Module, dict[str, float]]:
     """Train `model`; return the best model by validation AP and a summary.
 
-    Windows of `params.window_px` are centred on AOI pixels of the training scenes.
+    Windows of `params.window_px` are centred on AOI pixels of the training scenes. A frozen
+    encoder (`model.frozen`) is run once over a fixed pool of windows (`FeatureCache`); then each
+    epoch trains only the decoder.
     """
     torch.manual_seed(params.seed)
     rng = np.random.default_rng(params.seed)
-    labels = np.concatenate([s.label[s.label != IGNORE].ravel() for s in train])
-    pos = float((labels == 1).mean()) if labels.size else 0.0
-    # prior work weighted mine pixels 6–14; an uncapped ratio over-predicts at 0.5
-    pos_weight = float(np.clip((1 - pos) / max(pos, 1e-6), 1.0, 10.0))
+    pos, pos_weight = positive_weight(train)
     loss = loss_fn(params.loss, pos_weight)
-    vx, vy, va = _windows(
+    vx, vy, va, _ = _windows(
         val,
         sample_centres([s.aoi for s in val], params.val_windows, np.random.default_rng(params.seed + 1)),
         params.window_px,
     )
-    opt = torch.optim.AdamW(model.parameters(), lr=params.lr, weight_decay=params.weight_decay)
+    frozen = bool(getattr(model, "frozen", False))
+    if frozen:
+        pool = _windows(train, sample_centres([s.aoi for s in train], params.windows_per_epoch, rng), params.window_px)
+        cache, vcache = FeatureCache(model, pool[0], params.batch_size), FeatureCache(model, vx, params.batch_size)
+    opt = _optimizer(model, params)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=params.epochs)
     best_ap, best_epoch, best_state, stale = -1.0, 0, copy.deepcopy(model.state_dict()), 0
+    epoch_s: list[float] = []
     for epoch in range(1, params.epochs + 1):
+        started = time.perf_counter()
         model.train()
-        centres = sample_centres([s.aoi for s in train], params.windows_per_epoch, rng)
+        order = rng.permutation(params.windows_per_epoch) if frozen else None
+        centres = [] if frozen else sample_centres([s.aoi for s in train], params.windows_per_epoch, rng)
         total, n = 0.0, 0
         bar = tqdm(
-            range(0, len(centres), params.batch_size), desc=f"epoch {epoch}/{params.epochs}", unit="batch", leave=False
+            range(0, params.windows_per_epoch, params.batch_size),
+            desc=f"epoch {epoch}/{params.epochs}",
+            unit="batch",
+            leave=False,
         )
         for b in bar:
-            chunk = centres[b : b + params.batch_size]
-            if len(chunk) < 2:  # batch norm needs two windows
-                continue
-            x, y, _ = _windows(train, chunk, params.window_px)
-            x, y = _augment(x, y, rng)
+            if frozen:
+                assert order is not None
+                idx = np.sort(order[b : b + params.batch_size])
+                if len(idx) < 2:
+                    continue
+                k, flip = int(rng.integers(4)), bool(rng.integers(2))
+                y, w = (torch.from_numpy(_dihedral(arr[idx], k, flip)) for arr in (pool[1], pool[3]))
+                logits = model.decode(cache.batch(idx, k, flip), cache.size)  # type: ignore[operator]
+            else:
+                chunk = centres[b : b + params.batch_size]
+                if len(chunk) < 2:  # batch norm needs two windows
+                    continue
+                x, ya, _, wa = _windows(train, chunk, params.window_px)
+                x, ya, wa = _augment([x, ya, wa], rng)
+                y, w = torch.from_numpy(ya), torch.from_numpy(wa)
+                logits = model(torch.from_numpy(x))
             opt.zero_grad()
-            value = loss(model(torch.from_numpy(x))[:, 0], torch.from_numpy(y))
+            value = loss(logits[:, 0], y, w)
             value.backward()
             opt.step()
-            total, n = total + float(value) * len(chunk), n + len(chunk)
+            total, n = total + float(value.detach()) * len(y), n + len(y)
             bar.set_postfix(loss=f"{total / max(n, 1):.4f}")
         sched.step()
-        ap = validation_ap(model, vx, vy, va, params.batch_size)
+        if frozen:
+            ap = _cached_ap(model, vcache, vy, va, params.batch_size)
+        else:
+            ap = validation_ap(model, vx, vy, va, params.batch_size)
+        epoch_s.append(time.perf_counter() - started)
         metrics = {"train_loss": total / max(n, 1), "val_ap": ap, "lr": float(sched.get_last_lr()[0])}
         on_epoch(epoch, metrics)
-        log.info("epoch %d: loss %.4f, val AP %.4f", epoch, metrics["train_loss"], ap)
+        log.info("epoch %d: loss %.4f, val AP %.4f (%.1f s)", epoch, metrics["train_loss"], ap, epoch_s[-1])
         if ap > best_ap:
             best_ap, best_epoch, best_state, stale = ap, epoch, copy.deepcopy(model.state_dict()), 0
         else:
@@ -158,4 +247,22 @@ def fit(
         "epochs_run": epoch,
         "pos_weight": pos_weight,
         "train_mine_fraction": pos,
+        "epoch_s": float(np.mean(epoch_s)),
     }
+
+
+def _dihedral(a: np.ndarray, k: int, flip: bool) -> np.ndarray:
+    v = np.rot90(a, k, axes=(-2, -1))
+    return np.ascontiguousarray(v[..., ::-1] if flip else v)
+
+
+@torch.no_grad()
+def _cached_ap(model: nn.Module, cache: FeatureCache, y: np.ndarray, a: np.ndarray, batch: int) -> float:
+    model.eval()
+    hist = Histogram()
+    for b in range(0, len(y), batch):
+        idx = np.arange(b, min(b + batch, len(y)))
+        prob = torch.sigmoid(model.decode(cache.batch(idx), cache.size))[:, 0].numpy()  # type: ignore[operator]
+        keep = a[idx] & (y[idx] != IGNORE)
+        hist.add(quantise(prob), y[idx] == 1, keep)
+    return hist.average_precision()

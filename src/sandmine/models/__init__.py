@@ -1,62 +1,139 @@
-"""Registry of encoders and decoders; any valid pair builds a segmentation model by name."""
+"""Registry of encoders, decoders and classical baselines; any valid pair builds a model by name.
+
+A deep model is a `Segmenter`: an encoder (list of feature maps with known strides) and a decoder
+(logits at its finest stride), upsampled to the input. The classical baselines (per-pixel random
+forest, superpixels + gradient boosting) are torch modules too, so every model trains in the
+train stage, predicts through the same stitched inference and lands in the same `dvc exp show`.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
-import segmentation_models_pytorch as smp
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from sandmine.errors import SandmineError
+from sandmine.models import decoders as dec
+from sandmine.models import encoders as enc
 
-# name in params.yaml -> encoder name in segmentation-models-pytorch (timm ones as `tu-…`)
-ENCODERS: dict[str, str] = {
-    "resnet18": "resnet18",
-    "resnet34": "resnet34",
-    "resnet50": "resnet50",
-    "mobilenet_v2": "mobilenet_v2",
-    "efficientnet_b0": "tu-efficientnet_b0",
+CHECKPOINT_FORMAT = 2
+
+# name in params.yaml -> builder(channel names) -> Encoder
+ENCODERS: dict[str, Callable[[list[str]], enc.Encoder]] = {
+    "unet": lambda ch: enc.PlainUNetEncoder(len(ch)),
+    "resnet18": lambda ch: enc.TimmEncoder("resnet18", len(ch)),
+    "resnet34": lambda ch: enc.TimmEncoder("resnet34", len(ch)),
+    "resnet50": lambda ch: enc.TimmEncoder("resnet50", len(ch)),
+    "mobilenet_v2": lambda ch: enc.TimmEncoder("mobilenetv2_100", len(ch)),
+    "efficientnet_b0": lambda ch: enc.TimmEncoder("efficientnet_b0", len(ch)),
+    "vit_small": lambda ch: enc.GroupedViT(ch, "small"),
+    "vit_base": lambda ch: enc.GroupedViT(ch, "base"),
 }
-DECODERS: dict[str, str] = {"unet": "Unet", "fpn": "FPN", "linknet": "Linknet"}
-CHECKPOINT_FORMAT = 1
+DECODERS: dict[str, Any] = {  # name -> decoder class (channels, reductions)
+    "unet": dec.UNetDecoder,
+    "fpn": dec.FPNDecoder,
+    "progressive": dec.ProgressiveDecoder,
+    "linear": dec.LinearDecoder,
+}
+SINGLE_SCALE = {"vit_small", "vit_base"}  # one feature map: decoders that need a pyramid do not apply
+BASELINES = {"random_forest", "superpixel_gbm"}  # decoder: none
+
+
+def valid_pairs() -> list[str]:
+    pairs = [f"{e}+{d}" for e in ENCODERS for d in DECODERS if e not in SINGLE_SCALE or DECODERS[d].min_scales == 1]
+    return pairs + [f"{b}+none" for b in sorted(BASELINES)] + ["tu-<timm model>+<any decoder>"]
 
 
 def check(encoder: str, decoder: str) -> None:
-    """Refuse unknown names (or `tu-` timm names that timm does not have), listing valid ones."""
+    """Refuse unknown names or pairs that do not fit, listing the valid ones."""
+    where = "params.yaml: model.encoder / model.decoder"
+    if encoder in BASELINES:
+        if decoder != "none":
+            raise SandmineError(
+                f"the {encoder} baseline has no decoder; got decoder '{decoder}'", where, "set model.decoder: none"
+            )
+        return
+    known = encoder in ENCODERS or (encoder.startswith("tu-") and _timm_has(encoder[3:]))
+    if not known:
+        raise SandmineError(
+            f"unknown encoder '{encoder}'",
+            "params.yaml: model.encoder",
+            f"use one of: {', '.join([*ENCODERS, *sorted(BASELINES)])}, or 'tu-<timm model name>'",
+        )
     if decoder not in DECODERS:
         raise SandmineError(
             f"unknown decoder '{decoder}'", "params.yaml: model.decoder", f"use one of: {', '.join(DECODERS)}"
         )
-    if encoder in ENCODERS:
-        return
-    if encoder.startswith("tu-"):
-        import timm
-
-        if timm.is_model(encoder[3:]):
-            return
-    raise SandmineError(
-        f"unknown encoder '{encoder}'",
-        "params.yaml: model.encoder",
-        f"use one of: {', '.join(ENCODERS)}, or 'tu-<timm model name>'",
-    )
+    if encoder in SINGLE_SCALE and DECODERS[decoder].min_scales > 1:
+        raise SandmineError(
+            f"decoder '{decoder}' needs a feature pyramid; encoder '{encoder}' gives one feature map",
+            where,
+            f"valid pairs: {', '.join(valid_pairs())}",
+        )
 
 
-def build(encoder: str, decoder: str, in_channels: int) -> nn.Module:
-    """A randomly initialised model: (B, in_channels, H, W) -> (B, 1, H, W) logits."""
+def _timm_has(name: str) -> bool:
+    import timm
+
+    return bool(timm.is_model(name))
+
+
+class Segmenter(nn.Module):
+    """Encoder + decoder -> (B, 1, H, W) logits at the input size.
+
+    With `frozen`, the encoder's parameters take no gradient and it stays in eval mode (batch-norm
+    statistics fixed): a linear probe when the decoder is `linear`.
+    """
+
+    def __init__(self, encoder: enc.Encoder, decoder: nn.Module, frozen: bool = False):
+        super().__init__()
+        self.encoder, self.decoder = encoder, decoder
+        self.frozen = frozen
+        if frozen:
+            self.encoder.requires_grad_(False)
+
+    def train(self, mode: bool = True) -> Segmenter:
+        super().train(mode)
+        if self.frozen:
+            self.encoder.eval()
+        return self
+
+    def decode(self, feats: list[torch.Tensor], size: tuple[int, int]) -> torch.Tensor:
+        logits = self.decoder(feats)
+        if logits.shape[-2:] != size:
+            logits = F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
+        return logits
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.decode(self.encoder(x), (x.shape[-2], x.shape[-1]))
+
+
+def build(encoder: str, decoder: str, channels: list[str], frozen: bool = False, **baseline: Any) -> nn.Module:
+    """A randomly initialised model for inputs whose channels are named `channels` (bands, indices)."""
     check(encoder, decoder)
-    return smp.create_model(
-        DECODERS[decoder],
-        encoder_name=ENCODERS.get(encoder, encoder),
-        encoder_weights=None,
-        in_channels=in_channels,
-        classes=1,
-    )
+    if encoder in BASELINES:
+        from sandmine.models import baselines
+
+        return baselines.build(encoder, channels, **baseline)
+    e = ENCODERS[encoder](channels) if encoder in ENCODERS else enc.TimmEncoder(encoder[3:], len(channels))
+    return Segmenter(e, DECODERS[decoder](e.channels, e.reductions), frozen)
 
 
 def save_checkpoint(model: nn.Module, meta: dict[str, Any]) -> dict[str, Any]:
-    """A self-describing checkpoint: state dict plus everything needed to rebuild and use it."""
+    """A self-describing checkpoint: state dict plus everything needed to rebuild and use it.
+
+    `meta` holds encoder, decoder, bands, indices, mean, std, window_px, train params, and for a
+    baseline the shapes of its tree arrays (`baseline`).
+    """
     return {"format": CHECKPOINT_FORMAT, "state_dict": model.state_dict(), **meta}
+
+
+def channels(ckpt: dict[str, Any]) -> list[str]:
+    """Input channel names of a checkpoint's model: its bands, then its index channels."""
+    return [*ckpt["bands"], *ckpt.get("indices", [])]
 
 
 def load_checkpoint(path: str) -> tuple[nn.Module, dict[str, Any]]:
@@ -67,9 +144,14 @@ def load_checkpoint(path: str) -> tuple[nn.Module, dict[str, Any]]:
         raise SandmineError("checkpoint not found", path, "run the train stage first") from exc
     except Exception as exc:
         raise SandmineError(f"not a loadable checkpoint ({exc})", path, "re-run the train stage") from exc
-    if ckpt.get("format") != CHECKPOINT_FORMAT:
-        raise SandmineError(f"checkpoint format {ckpt.get('format')} is not {CHECKPOINT_FORMAT}", path)
-    model = build(ckpt["encoder"], ckpt["decoder"], len(ckpt["bands"]))
+    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
+        found = ckpt.get("format") if isinstance(ckpt, dict) else type(ckpt).__name__
+        raise SandmineError(
+            f"checkpoint format {found} is not {CHECKPOINT_FORMAT}", path, "re-run the train stage with this version"
+        )
+    model = build(
+        ckpt["encoder"], ckpt["decoder"], channels(ckpt), bool(ckpt.get("frozen", False)), **ckpt.get("baseline", {})
+    )
     model.load_state_dict(ckpt["state_dict"])
     model.eval()
     return model, ckpt

@@ -416,4 +416,11 @@ def rivers(asset: str, bounds: list[tuple[float, float, float, float]]) -> dict:
 
     boxes = ee.Geometry.MultiPolygon([ee.Geometry.Rectangle(list(b), "EPSG:4326", False).coordinates() for b in bounds])
     fc = ee.FeatureCollection(asset).filterBounds(boxes).map(lambda f: f.intersection(boxes, 1))
-    return dict(fc.getInfo())
+    out = dict(fc.getInfo())
+    if not out.get("features"):
+        raise SandmineError(
+            f"no river of {asset} lies within the sites",
+            "params.yaml: gee.rivers_asset",
+            "check the asset id, or use source.rivers_file or aoi.rivers: water_index",
+        )
+    return out

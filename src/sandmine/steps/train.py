@@ -1,4 +1,4 @@
-"""Stage train: load scenes, fit, write a self-describing checkpoint."""
+"""Stage train: load scenes, fit a deep model or a classical baseline, write a self-describing checkpoint."""
 
 from __future__ import annotations
 
@@ -7,15 +7,41 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import torch
 
-from sandmine import models, training
-from sandmine.bands import normalise, to_model_units
+from sandmine import classical, models, training
+from sandmine.bands import channels, read_names
 from sandmine.config import Params
 from sandmine.files import atomic_path, round_metrics, write_json
+from sandmine.labels import confidence_weights
+from sandmine.models import baselines, pretrained
+from sandmine.raster import read_grid
 from sandmine.steps.common import read_split, scene
 
 log = logging.getLogger(__name__)
+
+
+def load_scenes(
+    p: Params, images: Path, labels: Path, aois: Path, rows: list[dict], roles: tuple[str, ...]
+) -> tuple[dict[str, training.Scene], np.ndarray, np.ndarray]:
+    """Training and validation scenes standardised with statistics of the training split.
+
+    Returns the scenes by obs_id, and the per-channel mean and sd (bands, then index channels).
+    """
+    names = read_names(p.model.bands, p.model.indices)
+    raw = {r["obs_id"]: scene(r["obs_id"], names, images, labels, aois) for r in rows if r["role"] in roles}
+    units = {k: channels(v[0], names, p.model.bands, p.model.indices) for k, v in raw.items()}
+    train_ids = [r["obs_id"] for r in rows if r["role"] == "train"]
+    mean, std = training.band_stats([units[k] for k in train_ids], [raw[k][2] for k in train_ids])
+    scenes = {}
+    for k, (_, label, aoi) in raw.items():
+        x = units.pop(k)
+        x -= mean[:, None, None]
+        x /= std[:, None, None]
+        weight = confidence_weights(labels / f"{k}.geojson", read_grid(images / f"{k}.tif"), vars(p.train.confidence))
+        scenes[k] = training.Scene(k, x, label, aoi, weight)
+    return scenes, mean, std
 
 
 def run(
@@ -26,45 +52,51 @@ def run(
     split_csv: Path,
     model_out: Path,
     metrics: Path,
+    timing: Path,
     on_epoch: Callable[[int, dict[str, float]], None],
+    ssl_encoder: Path | None = None,
 ) -> None:
     models.check(p.model.encoder, p.model.decoder)
     torch.set_num_threads(p.train.threads)
     torch.use_deterministic_algorithms(True, warn_only=True)
     rows = read_split(split_csv)
-    raw = {
-        r["obs_id"]: scene(r["obs_id"], p.model.bands, images, labels, aois)
-        for r in rows
-        if r["role"] in ("train", "val")
-    }
-    train_ids = [r["obs_id"] for r in rows if r["role"] == "train"]
-    units = {k: to_model_units(v[0], p.model.bands) for k, v in raw.items()}
-    mean, std = training.band_stats([units[k] for k in train_ids], [raw[k][2] for k in train_ids])
-    scenes = {k: training.Scene(k, normalise(v[0], p.model.bands, mean, std), v[1], v[2]) for k, v in raw.items()}
+    scenes, mean, std = load_scenes(p, images, labels, aois, rows, ("train", "val"))
+    train = [scenes[r["obs_id"]] for r in rows if r["role"] == "train"]
+    val = [scenes[r["obs_id"]] for r in rows if r["role"] == "val"]
+    chans = [*p.model.bands, *p.model.indices]
     torch.manual_seed(p.train.seed)
-    model = models.build(p.model.encoder, p.model.decoder, len(p.model.bands))
     start = time.perf_counter()
-    model, summary = training.fit(
-        model,
-        [scenes[k] for k in train_ids],
-        [scenes[r["obs_id"]] for r in rows if r["role"] == "val"],
-        p.train,
-        on_epoch,
-    )
-    log.info("trained in %.0f s", time.perf_counter() - start)
-    ckpt = models.save_checkpoint(
-        model,
+    meta: dict = {}
+    if p.model.encoder in models.BASELINES:
+        model, summary = classical.fit(p.model.encoder, train, val, chans, p.model.baseline, p.train)
+        meta["baseline"] = baselines.shape_of(model)
+        on_epoch(1, {"val_ap": summary["best_val_ap"]})  # one "epoch": the curves exist for every model
+    else:
+        model = models.build(p.model.encoder, p.model.decoder, chans, p.model.freeze_encoder)
+        if p.model.weights:
+            path = ssl_encoder if p.model.weights == "ssl" and ssl_encoder else Path(p.model.weights)
+            loaded = pretrained.load_into(model, path, chans)  # type: ignore[arg-type]
+            log.info("encoder weights from %s: %s", path, loaded)
+        model, summary = training.fit(model, train, val, p.train, on_epoch)
+    train_s = time.perf_counter() - start
+    log.info("trained in %.0f s", train_s)
+    meta.update(
         {
             "encoder": p.model.encoder,
             "decoder": p.model.decoder,
             "bands": list(p.model.bands),
+            "indices": list(p.model.indices),
+            "frozen": bool(p.model.freeze_encoder),
             "mean": mean.tolist(),
             "std": std.tolist(),
             "window_px": p.train.window_px,
-            "train": {k: v for k, v in vars(p.train).items()},
-        },
+            "train": {k: (vars(v) if hasattr(v, "__dataclass_fields__") else v) for k, v in vars(p.train).items()},
+        }
     )
     with atomic_path(model_out) as tmp:
-        torch.save(ckpt, tmp)
+        torch.save(models.save_checkpoint(model, meta), tmp)
+    # timings are measurements of this machine, not results: kept apart from the reproducible metrics
+    write_json(timing, round_metrics({"train_s": train_s, "epoch_s": summary.pop("epoch_s", train_s)}))
     summary["parameters"] = sum(t.numel() for t in model.parameters())
+    summary["trainable_parameters"] = sum(t.numel() for t in model.parameters() if t.requires_grad)
     write_json(metrics, round_metrics(summary))
