@@ -20,7 +20,7 @@ KEEP = [
     r"ssl\.method",
     r"^aoi_ap$",
     r"^aoi_best_f1$",
-    r"^aoi_f1$",
+    r"^aoi_f1_at_0\.5$",
     r"^object_f1$",
     r"^train_s$",
     r"^epoch_s$",

@@ -12,6 +12,7 @@ def args(p):
     for name in ("images", "labels", "aoi", "split", "model", "metrics", "timing", "live"):
         p.add_argument(f"--{name}", type=Path, required=True)
     p.add_argument("--ssl", type=Path, help="the pretrain stage's encoder (used when model.weights is 'ssl')")
+    p.add_argument("--state", type=Path, default=Path(".train_state/train.pt"), help="resumable state (not tracked)")
 
 
 def body(prm, a):
@@ -23,7 +24,7 @@ def body(prm, a):
                 live.log_metric(key, round(value, 5))
             live.next_step()
 
-        train.run(prm, a.images, a.labels, a.aoi, a.split, a.model, a.metrics, a.timing, on_epoch, a.ssl)
+        train.run(prm, a.images, a.labels, a.aoi, a.split, a.model, a.metrics, a.timing, on_epoch, a.ssl, a.state)
 
 
 if __name__ == "__main__":

@@ -98,3 +98,58 @@ def test_push_pull_and_repro_pull_round_trip(tmp_path, emulator):
     out = _run(["dvc", "repro", "--pull"], again)
     assert "Running stage" not in out  # restored from the remote, not recomputed
     assert (again / "data" / "out.txt").read_text() == "sand\nsand\n"
+
+
+EXP_YAML = """stages:
+  scale:
+    cmd: python scale.py
+    deps: [scale.py, data/in.txt]
+    params: [factor]
+    outs: [data/out.txt]
+    metrics:
+      - metrics.json: {cache: false}
+"""
+SCALE = (
+    "import json\nfrom pathlib import Path\n\nimport yaml\n\n"
+    "k = yaml.safe_load(Path('params.yaml').read_text())['factor']\n"
+    "Path('data/out.txt').write_text(Path('data/in.txt').read_text() * k)\n"
+    "Path('metrics.json').write_text(json.dumps({'lines': k}))\n"
+)
+
+
+def test_experiments_travel_through_git_and_the_gcs_remote(tmp_path, emulator):
+    """`dvc exp push` from one clone, `dvc exp pull` in another: the experiment's row and its
+    outputs arrive without running anything (git refs via a bare repo, data via the emulator)."""
+    hub = tmp_path / "hub.git"
+    _run(["git", "init", "-q", "--bare", str(hub)], tmp_path)
+    origin = tmp_path / "origin"
+    (origin / "data").mkdir(parents=True)
+    (origin / "data" / "in.txt").write_text("sand\n")
+    (origin / "scale.py").write_text(SCALE)
+    (origin / "dvc.yaml").write_text(EXP_YAML)
+    (origin / "params.yaml").write_text("factor: 2\n")
+    _run(["git", "init", "-q", "-b", "main"], origin)
+    _run(["dvc", "init", "-q"], origin)
+    _run(["dvc", "add", "-q", "data/in.txt"], origin)
+    _run(["dvc", "remote", "add", "-d", "gcs", f"gs://{BUCKET}/exps"], origin)
+    _point_at_emulator(origin, emulator)
+    _run(["dvc", "repro"], origin)
+    _run(["git", "add", "-A"], origin)
+    _run(["git", "commit", "-qm", "base"], origin)
+    _run(["git", "remote", "add", "origin", str(hub)], origin)
+    _run(["git", "push", "-q", "origin", "main"], origin)
+    _run(["dvc", "push"], origin)
+    _run(["dvc", "exp", "run", "-n", "triple", "-S", "factor=3"], origin)
+    _run(["dvc", "exp", "push", "origin", "triple"], origin)
+
+    clone = tmp_path / "clone"
+    _run(["git", "clone", "-q", "-b", "main", str(hub), str(clone)], tmp_path)
+    _point_at_emulator(clone, emulator)
+    assert "triple" in _run(["dvc", "exp", "list", "origin"], clone)
+    _run(["dvc", "exp", "pull", "origin", "triple"], clone)
+    shown = _run(["dvc", "exp", "show", "--md"], clone)
+    assert "triple" in shown and "| 3" in shown.replace("  ", " ")
+    _run(["dvc", "exp", "apply", "triple"], clone)
+    _run(["dvc", "checkout"], clone)
+    assert (clone / "data" / "out.txt").read_text() == "sand\n" * 3  # from the remote, not recomputed
+    assert "Running stage" not in _run(["dvc", "repro"], clone)

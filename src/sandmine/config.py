@@ -135,6 +135,7 @@ class TrainParams:
     patience: int = 4
     seed: int = 0
     threads: int = 2
+    resume: bool = True  # after an interruption, go on from the last finished epoch (same result)
 
 
 @dataclass

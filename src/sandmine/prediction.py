@@ -18,12 +18,14 @@ from pathlib import Path
 
 import numpy as np
 import rasterio
+import rasterio.errors
 import torch
 from rasterio.transform import Affine
 from torch import nn
 from tqdm import tqdm
 
 from sandmine.bands import normalise, read_names
+from sandmine.errors import SandmineError
 from sandmine.metrics import quantise
 from sandmine.raster import CogWriter, Grid, ImageReader
 from sandmine.windows import keep_region, starts
@@ -176,6 +178,18 @@ def _predict_file(
     def prepare(raw: np.ndarray) -> np.ndarray:
         return normalise(raw, bands, mean, std, inplace=True, names=names, indices=indices)
 
+    try:  # a clear error before anything is written
+        with rasterio.open(src) as probe:
+            descs = list(probe.descriptions or ())
+    except rasterio.errors.RasterioIOError:
+        descs = []  # ImageReader below names the problem
+    missing = [n for n in names if n not in descs]
+    if descs and all(descs) and missing:
+        raise SandmineError(
+            f"the model was trained on bands {names}; the image lacks {missing} (it has {descs})",
+            str(src),
+            "predict with a model trained on this image's bands, or export the missing bands",
+        )
     with ImageReader(src, names) as reader:
         g = reader.grid
         row0, row1 = rows if rows is not None else (0, g.height)

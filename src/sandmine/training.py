@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import copy
+import json
 import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -15,6 +18,7 @@ from torch import nn
 from tqdm import tqdm
 
 from sandmine.config import TrainParams
+from sandmine.files import atomic_path
 from sandmine.labels import IGNORE
 from sandmine.metrics import Histogram, quantise
 from sandmine.windows import crop, sample_centres
@@ -165,8 +169,15 @@ def fit(
     val: list[Scene],
     params: TrainParams,
     on_epoch: Callable[[int, dict[str, float]], None] = lambda e, m: None,
+    state: Path | None = None,
+    key: str = "",
 ) -> tuple[nn.Module, dict[str, float]]:
     """Train `model`; return the best model by validation AP and a summary.
+
+    With `state`, everything needed to go on (model, optimiser, scheduler, random generators,
+    best model so far, curves) is written there atomically after each epoch; a later call with
+    the same `key` (a fingerprint of params and data) resumes after the last finished epoch and
+    ends exactly where an uninterrupted run would. The file is removed when training ends.
 
     Windows of `params.window_px` are centred on AOI pixels of the training scenes. A frozen
     encoder (`model.frozen`) is run once over a fixed pool of windows (`FeatureCache`); then each
@@ -189,7 +200,26 @@ def fit(
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=params.epochs)
     best_ap, best_epoch, best_state, stale = -1.0, 0, copy.deepcopy(model.state_dict()), 0
     epoch_s: list[float] = []
-    for epoch in range(1, params.epochs + 1):
+    history: list[tuple[int, dict[str, float]]] = []
+    first = 1
+    saved = _load_state(state, key)
+    if saved is not None:
+        model.load_state_dict(saved["model"])
+        opt.load_state_dict(saved["opt"])
+        sched.load_state_dict(saved["sched"])
+        rng.bit_generator.state = json.loads(saved["rng"])
+        torch.set_rng_state(saved["torch_rng"])
+        best_ap, best_epoch, stale = saved["best_ap"], saved["best_epoch"], saved["stale"]
+        best_state = saved["best_state"]
+        history = [(int(e), dict(m)) for e, m in saved["history"]]
+        for e, m in history:  # the curves of the finished epochs, as if they had just run
+            on_epoch(e, m)
+        first = len(history) + 1
+        log.info("resuming after epoch %d of %d (%s)", first - 1, params.epochs, state)
+    epoch = first - 1
+    for epoch in range(first, params.epochs + 1):
+        if best_epoch and stale >= params.patience:
+            break
         started = time.perf_counter()
         model.train()
         order = rng.permutation(params.windows_per_epoch) if frozen else None
@@ -232,14 +262,19 @@ def fit(
         epoch_s.append(time.perf_counter() - started)
         metrics = {"train_loss": total / max(n, 1), "val_ap": ap, "lr": float(sched.get_last_lr()[0])}
         on_epoch(epoch, metrics)
+        history.append((epoch, metrics))
         log.info("epoch %d: loss %.4f, val AP %.4f (%.1f s)", epoch, metrics["train_loss"], ap, epoch_s[-1])
         if ap > best_ap:
             best_ap, best_epoch, best_state, stale = ap, epoch, copy.deepcopy(model.state_dict()), 0
         else:
             stale += 1
-            if stale >= params.patience:
-                log.info("early stop: no better validation AP for %d epochs", stale)
-                break
+        if state is not None:
+            _save_state(state, key, model, opt, sched, rng, best_ap, best_epoch, best_state, stale, history)
+        if stale >= params.patience:
+            log.info("early stop: no better validation AP for %d epochs", stale)
+            break
+    if state is not None:
+        state.unlink(missing_ok=True)
     model.load_state_dict(best_state)
     return model, {
         "best_val_ap": best_ap,
@@ -247,8 +282,52 @@ def fit(
         "epochs_run": epoch,
         "pos_weight": pos_weight,
         "train_mine_fraction": pos,
-        "epoch_s": float(np.mean(epoch_s)),
+        "epoch_s": float(np.mean(epoch_s)) if epoch_s else 0.0,
     }
+
+
+def _save_state(
+    path: Path,
+    key: str,
+    model: nn.Module,
+    opt: torch.optim.Optimizer,
+    sched: Any,
+    rng: np.random.Generator,
+    best_ap: float,
+    best_epoch: int,
+    best_state: dict,
+    stale: int,
+    history: list[tuple[int, dict[str, float]]],
+) -> None:
+    record = {
+        "key": key,
+        "model": model.state_dict(),
+        "opt": opt.state_dict(),
+        "sched": sched.state_dict(),
+        "rng": json.dumps(rng.bit_generator.state),  # 128-bit integers: kept as text
+        "torch_rng": torch.get_rng_state(),
+        "best_ap": best_ap,
+        "best_epoch": best_epoch,
+        "best_state": best_state,
+        "stale": stale,
+        "history": [[e, m] for e, m in history],
+    }
+    with atomic_path(path) as tmp:
+        torch.save(record, tmp)
+
+
+def _load_state(path: Path | None, key: str) -> dict | None:
+    if path is None or not path.exists():
+        return None
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - a damaged state only costs a fresh start
+        log.warning("ignoring unreadable training state %s (%s); starting afresh", path, exc)
+        return None
+    if saved.get("key") != key:
+        log.info("training state %s belongs to other params or data; starting afresh", path)
+        return None
+    return dict(saved)
 
 
 def _dihedral(a: np.ndarray, k: int, flip: bool) -> np.ndarray:

@@ -134,10 +134,18 @@ def geojson_labels(path: Path, obs_id: str) -> LabelRow:
     """
     import geopandas as gpd
 
+    if path.exists() and path.stat().st_size == 0:
+        raise SandmineError(
+            "label file is empty",
+            str(path),
+            "write a GeoJSON FeatureCollection (with no features if there is no mining), or remove the file",
+        )
     try:
         frame = gpd.read_file(path)
     except Exception as exc:  # noqa: BLE001 - any reader error is the user's file
-        raise SandmineError(f"not a readable vector file ({exc})", str(path)) from exc
+        raise SandmineError(
+            f"not a readable vector file ({exc})", str(path), "save it as GeoJSON (e.g. from QGIS) with its CRS"
+        ) from exc
     row = LabelRow(obs_id, "done")
     if frame.empty:
         return row

@@ -67,6 +67,7 @@ def run(p: Params, images: Path, aois: Path, split_csv: Path, out: Path, metrics
         ssl.Site([(x - mean[:, None, None]) / std[:, None, None] for x in s], a) for s, a in zip(sites, raw_aois)
     ]
     log.info("pretraining on %d sites, %d observations", len(prepared), sum(len(s.images) for s in prepared))
+    torch.manual_seed(p.ssl.seed)  # the encoder's initial weights come from the seed like every other draw
     model = models.build(p.model.encoder, "progressive" if p.model.encoder.startswith("vit") else "linear", chans)
     encoder: Any = model.encoder
     encoder, summary = ssl.pretrain(encoder, encoder.channels[-1], prepared, p.ssl)

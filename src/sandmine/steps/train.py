@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -44,6 +47,22 @@ def load_scenes(
     return scenes, mean, std
 
 
+def fingerprint(
+    p: Params, scenes: list[training.Scene], mean: np.ndarray, std: np.ndarray, ssl_encoder: Path | None
+) -> str:
+    """What a saved training state must match to be resumed: model and train params (but `resume`),
+    the scenes (ids, shapes, label counts, band statistics) and the pretrained encoder file."""
+    h = hashlib.sha256()
+    train_params = {k: v for k, v in asdict(p.train).items() if k != "resume"}
+    h.update(json.dumps([asdict(p.model), train_params], sort_keys=True, default=str).encode())
+    for s in scenes:
+        h.update(f"{s.obs_id}:{s.image.shape}:{int((s.label == 1).sum())}:{int(s.aoi.sum())}".encode())
+    h.update(mean.tobytes() + std.tobytes())
+    if ssl_encoder is not None and ssl_encoder.exists():
+        h.update(hashlib.sha256(ssl_encoder.read_bytes()).digest())
+    return h.hexdigest()
+
+
 def run(
     p: Params,
     images: Path,
@@ -55,6 +74,7 @@ def run(
     timing: Path,
     on_epoch: Callable[[int, dict[str, float]], None],
     ssl_encoder: Path | None = None,
+    state: Path | None = None,
 ) -> None:
     models.check(p.model.encoder, p.model.decoder)
     torch.set_num_threads(p.train.threads)
@@ -77,7 +97,8 @@ def run(
             path = ssl_encoder if p.model.weights == "ssl" and ssl_encoder else Path(p.model.weights)
             loaded = pretrained.load_into(model, path, chans)  # type: ignore[arg-type]
             log.info("encoder weights from %s: %s", path, loaded)
-        model, summary = training.fit(model, train, val, p.train, on_epoch)
+        key = fingerprint(p, [*train, *val], mean, std, ssl_encoder if p.model.weights == "ssl" else None)
+        model, summary = training.fit(model, train, val, p.train, on_epoch, state if p.train.resume else None, key)
     train_s = time.perf_counter() - start
     log.info("trained in %.0f s", train_s)
     meta.update(
