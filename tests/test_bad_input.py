@@ -107,9 +107,10 @@ def labels_outside_image(tmp: Path) -> str:
     from sandmine.sources.labelbox import Annotation, LabelRow
 
     far = Polygon([(84.0, 25.0), (84.01, 25.0), (84.01, 25.01), (84.0, 25.01)])  # lon/lat, km away
-    row = LabelRow("o", "done", [Annotation("mine", far, "high", in_pixels=False)])
+    near = Polygon([(0, 0), (5, 0), (5, 5), (0, 5)])  # pixels: one polygon still on the image
+    row = LabelRow("o", "done", [Annotation("mine", far, "high", False), Annotation("mine", near, "high", True)])
     mask, feats = rasterize(row, GRID, np.ones((96, 96), bool), LabelsParams(mine_classes=["mine"]))
-    assert (mask == 0).all() and not feats
+    assert (mask == 1).sum() == 25 and len(feats) == 1
     return "; ".join(row.problems)
 
 
@@ -211,6 +212,238 @@ def obs_id_escaping_its_folder(tmp: Path) -> str:
     return str(err.value)
 
 
+S2 = BANDS[:6]
+SITE_LON_LAT = (84.18, 24.90)  # the Son, in UTM 44N
+
+
+def _raster_log(run: Callable[[], object]) -> str:
+    """What `sandmine.raster` logged while `run()` ran (the units it decided on)."""
+    import logging
+
+    lines: list[str] = []
+    handler = logging.Handler(logging.INFO)
+    handler.emit = lambda record: lines.append(record.getMessage())  # type: ignore[method-assign]
+    logger = logging.getLogger("sandmine.raster")
+    level = logger.level
+    logger.setLevel(logging.INFO)
+    logger.addHandler(handler)
+    try:
+        run()
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+    return " ".join(lines)
+
+
+def _local_export(tmp: Path, image: np.ndarray, swap_lon_lat: bool = False) -> str:
+    """Run the export stage (`source.kind: local`) on one site whose image is `image` (S2 bands, site grid)."""
+    from sandmine.config import load_params
+    from sandmine.raster import grid_for_bounds
+    from sandmine.steps import export
+
+    lon, lat = SITE_LON_LAT
+    ring = [[lon, lat], [lon + 0.01, lat], [lon + 0.01, lat + 0.01], [lon, lat + 0.01], [lon, lat]]
+    ring = [xy[::-1] for xy in ring] if swap_lon_lat else ring
+    site = {"type": "Feature", "properties": {"site_id": "son_a", "river": "Son", "basin": "Ganga"},
+            "geometry": {"type": "Polygon", "coordinates": [ring]}}  # fmt: skip
+    (tmp / "sites.geojson").write_text(json.dumps({"type": "FeatureCollection", "features": [site]}))
+    (tmp / "observations.csv").write_text("obs_id,site_id,date,role\nson_a_2025-11-15,son_a,2025-11-15,labelled\n")
+    (tmp / "mine").mkdir()
+    write_cog(tmp / "mine" / "son_a_2025-11-15.tif", image, grid_for_bounds((lon, lat, lon + 0.01, lat + 0.01)), S2)
+    p = load_params(Path(__file__).parents[1] / "params.yaml")
+    p.source.kind, p.source.images_dir, p.source.rivers_file, p.bands = "local", str(tmp / "mine"), "", S2
+    return _raster_log(lambda: export.run(p, tmp / "sites.geojson", tmp / "observations.csv", tmp / "img", tmp / "src"))
+
+
+def digital_numbers_local_export(tmp: Path) -> str:
+    """uint16 digital numbers (as Earth Engine's S2_SR_HARMONIZED delivers them) are stored as reflectance."""
+    from sandmine.raster import grid_for_bounds
+
+    lon, lat = SITE_LON_LAT
+    g = grid_for_bounds((lon, lat, lon + 0.01, lat + 0.01))
+    dn = np.random.default_rng(3).integers(100, 5000, (len(S2), g.height, g.width)).astype(np.uint16)
+    logged = _local_export(tmp, dn)
+    stored = read_image(tmp / "img" / "son_a_2025-11-15.tif", S2).data
+    assert np.abs(stored - dn / 10_000).max() <= 1e-4  # within the int16 quantum, not saturated
+    return f"not an error: {logged}"
+
+
+def digital_numbers_predict(tmp: Path) -> str:
+    """`sandmine predict` on digital numbers gives the probabilities of the same scene in reflectance."""
+    from sandmine import models
+    from sandmine.prediction import Stitch, predict_file
+
+    dn = np.random.default_rng(4).integers(100, 3000, (len(S2), 96, 96)).astype(np.uint16)
+    _image(tmp / "reflectance.tif", dn.astype(np.float32) / np.float32(10_000), S2)
+    _image(tmp / "dn.tif", dn, S2)
+    model, ckpt = models.load_checkpoint(str(_checkpoint(tmp / "m.pt", S2)))
+    stitch = Stitch(64, 48, 8, 2, "gaussian")
+    predict_file(model, ckpt, tmp / "reflectance.tif", tmp / "p_reflectance.tif", stitch)
+    logged = _raster_log(lambda: predict_file(model, ckpt, tmp / "dn.tif", tmp / "p_dn.tif", stitch))
+    with rasterio.open(tmp / "p_reflectance.tif") as a, rasterio.open(tmp / "p_dn.tif") as b:
+        expected, got = a.read(1), b.read(1)
+    assert np.ptp(expected) > 0 and np.array_equal(got, expected)
+    return f"not an error: {logged}"
+
+
+def eight_bit_image(tmp: Path) -> str:
+    rgb = np.random.default_rng(5).integers(0, 256, (3, 96, 96)).astype(np.uint8)  # a true-colour rendering
+    _image(tmp / "scene.tif", rgb, ["B4", "B3", "B2"])
+    with pytest.raises(SandmineError) as err:
+        read_image(tmp / "scene.tif", ["B2", "B3", "B4"])
+    return str(err.value)
+
+
+def site_lon_lat_swapped(tmp: Path) -> str:
+    from sandmine.raster import grid_for_bounds
+
+    lon, lat = SITE_LON_LAT
+    g = grid_for_bounds((lon, lat, lon + 0.01, lat + 0.01))
+    with pytest.raises(SandmineError) as err:
+        _local_export(tmp, np.full((len(S2), g.height, g.width), 0.1, np.float32), swap_lon_lat=True)
+    return str(err.value)
+
+
+def _label_file(tmp: Path, features: list, crs: str | None = None) -> Path:
+    """A label file as QGIS / ogr2ogr write it (a `crs` member when not in EPSG:4326)."""
+    doc: dict = {"type": "FeatureCollection", "name": "o", "features": features}
+    if crs:
+        doc["crs"] = {"type": "name", "properties": {"name": crs}}
+    (tmp / "o.geojson").write_text(json.dumps(doc, indent=1))
+    return tmp / "o.geojson"
+
+
+def _on_grid(crs: str) -> dict:
+    """A 200 m x 200 m square on GRID (pixel rows and columns 10-29), as a GeoJSON geometry in `crs`."""
+    from shapely.geometry import box, mapping
+
+    from sandmine.raster import to_crs
+
+    return mapping(to_crs(box(500_100, 2_749_700, 500_300, 2_749_900), GRID.crs, crs))
+
+
+def _label_mask(tmp: Path, params: LabelsParams | None = None) -> tuple[np.ndarray, list[str]]:
+    from sandmine.labels import rasterize
+    from sandmine.sources.local import geojson_labels
+
+    row = geojson_labels(tmp / "o.geojson", "o")
+    mask, _ = rasterize(row, GRID, np.ones((96, 96), bool), params or LabelsParams())
+    return mask, row.problems
+
+
+def geojson_features_without_type(tmp: Path) -> str:
+    """Some tools export features as {geometry, properties} without "type": "Feature"."""
+    _label_file(tmp, [{"geometry": _on_grid("EPSG:4326"), "properties": {"class": "mine"}}])
+    mask, problems = _label_mask(tmp)
+    assert (mask == 1).sum() == 400 and not problems
+    return 'not an error: features without "type": "Feature" are read as features (400 mine pixels)'
+
+
+def geojson_unreadable_geometry(tmp: Path) -> str:
+    from sandmine.sources.local import geojson_labels
+
+    bad = {"type": "Polygon", "coordinates": [[84.0, 25.0]]}  # a ring of one point
+    _label_file(tmp, [{"type": "Feature", "properties": {}, "geometry": _on_grid("EPSG:4326")},
+                      {"type": "Feature", "properties": {}, "geometry": bad}])  # fmt: skip
+    with pytest.raises(SandmineError) as err:
+        geojson_labels(tmp / "o.geojson", "o")
+    return str(err.value)
+
+
+def geojson_in_web_mercator(tmp: Path) -> str:
+    """QGIS "Save Features As" in EPSG:3857 writes a legacy `crs` member; it is honoured."""
+    _label_file(tmp, [{"type": "Feature", "properties": {"class": "mine"}, "geometry": _on_grid("EPSG:3857")}],
+                "urn:ogc:def:crs:EPSG::3857")  # fmt: skip
+    mask, _ = _label_mask(tmp)
+    assert (mask[10:30, 10:30] == 1).all() and (mask == 1).sum() == 400
+    return "not an error: the 'crs' member (urn:ogc:def:crs:EPSG::3857) is read and the polygons reprojected"
+
+
+def geojson_metres_without_crs(tmp: Path) -> str:
+    """The same metres without the `crs` member read as lon/lat: the stage stops, naming the file."""
+    from sandmine.labels import pull
+    from sandmine.sources.local import geojson_labels
+
+    (tmp / "images").mkdir()
+    _image(tmp / "images" / "son_a_2025-11-15.tif")
+    folder = tmp / "labels"
+    folder.mkdir()
+    _label_file(folder, [{"type": "Feature", "properties": {"class": "mine"}, "geometry": _on_grid("EPSG:3857")}])
+    (folder / "o.geojson").rename(folder / "son_a_2025-11-15.geojson")
+    row = geojson_labels(folder / "son_a_2025-11-15.geojson", "son_a_2025-11-15")
+    manifest = [{"obs_id": "son_a_2025-11-15", "role": "labelled", "file": "son_a_2025-11-15.tif"}]
+    with pytest.raises(SandmineError) as err:
+        pull([row], manifest, tmp / "images", tmp / "out", LabelsParams(source="geojson", folder=str(folder)))
+    return str(err.value)
+
+
+def geojson_capitalised_keys(tmp: Path) -> str:
+    """The prior system's exports: `Class: Mine`, `Confidence: High/Low`; `class: ignore` is not a mine."""
+    from sandmine.sources.local import geojson_labels
+
+    _label_file(tmp, [
+        {"type": "Feature", "properties": {"Class": "Mine", "Confidence": "Low"}, "geometry": _on_grid("EPSG:4326")},
+        {"type": "Feature", "properties": {"Class": "Ignore", "Confidence": "High"}, "geometry": _on_grid("EPSG:4326")},
+    ])  # fmt: skip
+    row = geojson_labels(tmp / "o.geojson", "o")
+    assert [(a.cls, a.confidence) for a in row.annotations] == [("mine", "low"), ("ignore", "high")]
+    mask, _ = _label_mask(tmp)
+    assert (mask == 1).sum() == 0 and (mask == 255).sum() == 400  # the ignore polygon is drawn over the mine
+    return "not an error: property keys and values are read in any case (Class: Mine -> mine, Confidence: Low -> low)"
+
+
+def geojson_unknown_confidence(tmp: Path) -> str:
+    from sandmine.sources.local import geojson_labels
+
+    _label_file(tmp, [{"type": "Feature", "properties": {"class": "mine", "confidence": "certain"},
+                       "geometry": _on_grid("EPSG:4326")}])  # fmt: skip
+    with pytest.raises(SandmineError) as err:
+        geojson_labels(tmp / "o.geojson", "o")
+    return str(err.value)
+
+
+def geojson_line_label(tmp: Path) -> str:
+    _label_file(tmp, [
+        {"type": "Feature", "properties": {"class": "mine"}, "geometry": _on_grid("EPSG:4326")},
+        {"type": "Feature", "properties": {"class": "mine"},
+         "geometry": {"type": "LineString", "coordinates": [[80.98, 24.85], [80.99, 24.86]]}},
+    ])  # fmt: skip
+    mask, problems = _label_mask(tmp)
+    assert (mask == 1).sum() == 400  # the line burns no pixel
+    return "; ".join(problems)
+
+
+def _one_site(tmp: Path) -> dict:
+    from sandmine.sites import read_sites
+
+    site = {"type": "Feature", "properties": {"site_id": "son_a", "river": "Son", "basin": "Ganga"},
+            "geometry": {"type": "Polygon", "coordinates": [[[84.0, 25.0], [84.02, 25.0], [84.02, 25.02],
+                                                             [84.0, 25.02], [84.0, 25.0]]]}}  # fmt: skip
+    (tmp / "sites.geojson").write_text(json.dumps({"type": "FeatureCollection", "features": [site]}))
+    return read_sites(tmp / "sites.geojson")
+
+
+def observations_csv_with_bom(tmp: Path) -> str:
+    """Excel's "CSV UTF-8" starts the file with a byte-order mark."""
+    from sandmine.sites import read_observations
+
+    text = "obs_id,site_id,date,role\r\nson_a_2026-01-01,son_a,2026-01-01,infer\r\n"
+    (tmp / "observations.csv").write_text(text, encoding="utf-8-sig", newline="")
+    assert [o.obs_id for o in read_observations(tmp / "observations.csv", _one_site(tmp))] == ["son_a_2026-01-01"]
+    return "not an error: a UTF-8 byte-order mark (Excel's 'CSV UTF-8') is accepted"
+
+
+def observations_csv_semicolons(tmp: Path) -> str:
+    """Excel in many locales saves "CSV" with ';' between columns."""
+    from sandmine.sites import read_observations
+
+    text = "obs_id;site_id;date;role\r\nson_a_2026-01-01;son_a;2026-01-01;infer\r\n"
+    (tmp / "observations.csv").write_text(text, encoding="utf-8-sig", newline="")
+    with pytest.raises(SandmineError) as err:
+        read_observations(tmp / "observations.csv", _one_site(tmp))
+    return str(err.value)
+
+
 CASES: list[tuple[str, Callable[[Path], str], list[str]]] = [
     ("truncated GeoTIFF", truncated_geotiff, ["scene.tif", "cannot read pixels", "re-export"]),
     ("corrupt GeoTIFF", corrupt_geotiff, ["scene.tif", "not a readable raster", "re-export"]),
@@ -228,6 +461,148 @@ CASES: list[tuple[str, Callable[[Path], str], list[str]]] = [
     ("missing checkpoint", missing_checkpoint, ["model.pt", "checkpoint not found", "run the train stage"]),
     ("checkpoint trained on other bands", checkpoint_for_other_bands, ["scene.tif", "lacks ['B5']", "trained on"]),
     ("obs_id escaping its folder", obs_id_escaping_its_folder, ["observations.csv", "not a safe identifier", "'..'"]),
+    (
+        "Sentinel-2 digital numbers (uint16) through the local export",
+        digital_numbers_local_export,
+        ["son_a_2025-11-15.tif", "digital numbers", "DN / 10000"],
+    ),
+    (
+        "Sentinel-2 digital numbers (uint16) through sandmine predict",
+        digital_numbers_predict,
+        ["dn.tif", "digital numbers", "DN / 10000"],
+    ),
+    ("8-bit (0–255) rendering instead of reflectance", eight_bit_image, ["scene.tif", "8-bit", "uint8", "reflectance"]),
+    (
+        "site with lon/lat swapped",
+        site_lon_lat_swapped,
+        ["son_a_2025-11-15", "site 'son_a'", "no valid pixel", "[lon, lat]", "source.images_dir"],
+    ),
+    ('GeoJSON features without "type"', geojson_features_without_type, ["read as features"]),
+    (
+        "GeoJSON feature with an unreadable geometry",
+        geojson_unreadable_geometry,
+        ["o.geojson", "feature 1", "not valid GeoJSON", "Save Features As"],
+    ),
+    ("GeoJSON in EPSG:3857 with a 'crs' member (QGIS)", geojson_in_web_mercator, ["'crs' member", "reprojected"]),
+    (
+        "GeoJSON in metres without a 'crs' member",
+        geojson_metres_without_crs,
+        ["son_a_2025-11-15", "labels.source: geojson", "outside the image", "[lon, lat]", "'crs' member"],
+    ),
+    ("GeoJSON with capitalised keys (Class: Mine)", geojson_capitalised_keys, ["any case"]),
+    (
+        "GeoJSON with an unknown confidence",
+        geojson_unknown_confidence,
+        ["o.geojson", "feature 0", "'certain'", "high, medium, low"],
+    ),
+    ("GeoJSON LineString label", geojson_line_label, ["feature 1 is a LineString, not a polygon; skipped"]),
+    ("observations.csv saved by Excel with a BOM", observations_csv_with_bom, ["byte-order mark"]),
+    (
+        "';'-separated observations.csv",
+        observations_csv_semicolons,
+        ["observations.csv", "';'-separated", "comma-separated"],
+    ),
+]
+
+
+def _params_case(snippet: str) -> Callable[[Path], str]:
+    """A case that loads a params.yaml holding `snippet`."""
+
+    def case(tmp: Path) -> str:
+        from sandmine.config import load_params
+
+        (tmp / "params.yaml").write_text(snippet)
+        with pytest.raises(SandmineError) as err:
+            load_params(tmp / "params.yaml")
+        return str(err.value)
+
+    return case
+
+
+def _predict_option_case(*option: str) -> Callable[[Path], str]:
+    """A case that runs `sandmine predict` with `option`: argparse's error (exit code 2), no traceback."""
+
+    def case(tmp: Path) -> str:
+        import contextlib
+        import io
+
+        from sandmine.__main__ import main
+
+        err = io.StringIO()
+        with contextlib.redirect_stderr(err), pytest.raises(SystemExit) as exit_:
+            main(["predict", str(tmp / "x.tif"), "--model", str(tmp / "m.pt"), "--out", str(tmp / "p.tif"), *option])
+        assert exit_.value.code == 2 and "Traceback" not in err.getvalue()
+        return err.getvalue().split("sandmine predict: ", 1)[1].strip()  # the usage lines above it left out
+
+    return case
+
+
+PARAMS_OUT_OF_RANGE = [  # (row, params.yaml snippet, fragments): one range check per field, declared beside it
+    ("predict.batch_size: 0", "predict:\n  batch_size: 0\n", ["'predict.batch_size' must be ≥ 1, got 0"]),
+    ("negative predict.discard_px", "predict:\n  discard_px: -8\n", ["'predict.discard_px' must be ≥ 0, got -8"]),
+    ("predict.threshold: 1.5", "predict:\n  threshold: 1.5\n", ["'predict.threshold' must be in (0, 1), got 1.5"]),
+    ("negative train.lr", "train:\n  lr: -0.001\n", ["'train.lr' must be > 0, got -0.001"]),
+    ("train.patience: 0", "train:\n  patience: 0\n", ["'train.patience' must be ≥ 1, got 0"]),
+    ("evaluate.roles: [tset]", "evaluate:\n  roles: [tset]\n", ["'evaluate.roles' must be", "test", "got ['tset']"]),
+    ("empty labels.mine_classes", "labels:\n  mine_classes: []\n", ["'labels.mine_classes' must be a non-empty"]),
+    ("gee.cs_threshold: 5", "gee:\n  cs_threshold: 5\n", ["'gee.cs_threshold' must be in [0, 1], got 5.0"]),
+]
+CASES += [(f"params {row}", _params_case(y), ["params.yaml", *f, "default"]) for row, y, f in PARAMS_OUT_OF_RANGE]
+CASES += [
+    (
+        "params typo in a nested section",
+        _params_case("train:\n  confidence:\n    hgh: 1.0\n"),
+        ["unknown key 'train.confidence.hgh'", "valid keys under 'train.confidence': high, medium, low"],
+    ),
+    (
+        "sandmine predict --stride 0",
+        _predict_option_case("--stride", "0"),
+        ["--stride", "predict.stride_px must be ≥ 1, got 0", "default 480"],
+    ),
+    (
+        "sandmine predict --batch-size 0",
+        _predict_option_case("--batch-size", "0"),
+        ["--batch-size", "predict.batch_size must be ≥ 1, got 0", "default 1"],
+    ),
+]
+
+
+def class_raster_zoomed_out(tmp: Path) -> str:
+    """A 0/1/3/255 class raster seen through its overviews (QGIS zoomed out) keeps only its classes."""
+    g = Grid(GRID.crs, GRID.transform, 1024, 1024)
+    rng = np.random.default_rng(0)
+    classes = rng.choice(np.array([0, 1, 3, 255], np.uint8), (1024, 1024))
+    write_cog(tmp / "mask.tif", classes, g, ["change"])
+    seen: set[int] = set()
+    with rasterio.open(tmp / "mask.tif") as src:
+        levels = src.overviews(1)
+    for k in range(len(levels)):
+        with rasterio.open(tmp / "mask.tif", overview_level=k) as ov:
+            seen |= set(np.unique(ov.read(1)).tolist())
+    return f"not an error: {len(levels)} overview levels hold only the classes {sorted(seen)} (mode resampling)"
+
+
+def operating_threshold_from_validation(tmp: Path) -> str:
+    """Probabilities of a weighted-loss model are not frequencies: the cut comes from val, not 0.5."""
+    from sandmine.calibration import operating_threshold
+    from sandmine.metrics import Histogram, quantise
+
+    rng = np.random.default_rng(0)
+    truth = rng.uniform(size=100_000) < 0.06
+    prob = np.clip(np.where(truth, rng.normal(0.9, 0.08, truth.size), rng.beta(2, 5, truth.size) * 1.1), 0, 1)
+    h = Histogram()
+    h.add(quantise(prob), truth, np.ones(truth.size, bool))
+    thr = operating_threshold(h, "area")
+    ratio = lambda t: sum(h.counts(t)[:2]) / truth.sum()  # noqa: E731 - predicted / labelled pixels
+    return (
+        f"not an error: at 0.5 the predicted area is {ratio(0.5):.1f}x the labelled area; "
+        f"at the operating threshold {thr:.2f} chosen on validation it is {ratio(thr):.2f}x"
+    )
+
+
+CASES += [
+    ("class raster seen zoomed out (COG overviews)", class_raster_zoomed_out, ["[0, 1, 3, 255]"]),
+    ("over-predicting probabilities", operating_threshold_from_validation, ["operating threshold", "1.00x"]),
 ]
 
 

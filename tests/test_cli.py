@@ -64,3 +64,93 @@ def test_missing_band_is_a_clear_error(inputs, tmp_path, capsys):
     err = capsys.readouterr().err
     assert "B4" in err and "two.tif" in err
     assert not (tmp_path / "x.tif").exists() and not list(tmp_path.glob(".tmp-*"))
+
+
+def test_predict_defaults_come_from_params_schema():
+    from sandmine.__main__ import parser
+    from sandmine.config import InferParams, PredictParams
+
+    a = parser().parse_args(["predict", "x.tif", "--model", "m.pt", "--out", "p.tif"])
+    p, i = PredictParams(), InferParams()
+    assert (a.window, a.stride, a.discard, a.batch_size, a.blend) == (
+        p.window_px, p.stride_px, p.discard_px, p.batch_size, p.blend
+    )  # fmt: skip
+    assert (a.threshold, a.tile_rows, a.threads, a.min_area_ha) == (p.threshold, p.tile_rows, p.threads, i.min_area_ha)
+
+
+@pytest.mark.parametrize(
+    ("option", "fragment"),
+    [
+        (["--stride", "0"], "--stride: predict.stride_px must be ≥ 1, got 0"),
+        (["--batch-size", "0"], "--batch-size: predict.batch_size must be ≥ 1, got 0"),
+        (["--discard", "-2"], "--discard: predict.discard_px must be ≥ 0, got -2"),
+        (["--window", "100"], "--window: predict.window_px must be a multiple of 32 and ≥ 32, got 100"),
+        (["--threshold", "1.5"], "--threshold: predict.threshold must be in (0, 1), got 1.5"),
+        (["--blend", "max"], "--blend: predict.blend must be one of: mean | gaussian, got 'max'"),
+        (["--stride", "ten"], "--stride: predict.stride_px must be an integer, got 'ten'"),
+    ],
+    ids=lambda v: v[0] if isinstance(v, list) else "",
+)
+def test_predict_option_out_of_range_exits_without_traceback(tmp_path, capsys, option, fragment):
+    with pytest.raises(SystemExit) as exc:
+        main(["predict", str(tmp_path / "x.tif"), "--model", "m.pt", "--out", str(tmp_path / "p.tif"), *option])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert fragment in err and "How to fix" in err and "Traceback" not in err
+
+
+def test_predict_gappy_windows_name_the_options(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["predict", str(tmp_path / "x.tif"), "--model", "m.pt", "--out", str(tmp_path / "p.tif"),
+              "--window", "64", "--stride", "64", "--discard", "8"])  # fmt: skip
+    assert exc.value.code == 1
+    assert "lower --stride or --discard, or raise --window" in capsys.readouterr().err
+
+
+@pytest.fixture
+def faint(tmp_path, monkeypatch):
+    """A scene with one faint block (probability 0.6, 20 x 20 px = 4 ha) and a checkpoint whose metadata we set."""
+    grid = Grid(CRS.from_epsg(32644), from_origin(500_000, 2_800_000, 10, 10), 96, 96)
+    data = np.zeros((3, 96, 96), np.float32)
+    data[2, 30:50, 30:50] = 0.5 + np.log(0.6 / 0.4) / 50  # Bright's logit gives probability 0.6
+    write_cog(tmp_path / "scene.tif", data, grid, BANDS)
+    meta = {"encoder": "resnet18", "decoder": "unet", "bands": BANDS, "mean": [0.0] * 3, "std": [1.0] * 3}
+
+    def run(extra_meta, *args):
+        monkeypatch.setattr(models, "load_checkpoint", lambda path: (Bright(), {**meta, **extra_meta}))
+        mask = tmp_path / "m.tif"
+        main(["predict", str(tmp_path / "scene.tif"), "--model", "m.pt", "--out", str(tmp_path / "p.tif"),
+              "--mask", str(mask), "--window", "64", "--stride", "48", "--discard", "8", *args])  # fmt: skip
+        with rasterio.open(mask) as ds:
+            return int(ds.read(1).sum())
+
+    return run
+
+
+def test_predict_uses_checkpoint_threshold(faint, capsys):
+    assert faint({"thresholds": {"best_f1": 0.7, "area": 0.55}}) == 0
+    assert "threshold 0.7 (the checkpoint's operating threshold for best_f1" in capsys.readouterr().out
+    assert faint({"thresholds": {"best_f1": 0.55, "area": 0.7}}) == 400
+
+
+def test_predict_operating_point_picks_the_stored_threshold(faint, capsys):
+    assert faint({"thresholds": {"best_f1": 0.7, "area": 0.55}}, "--operating-point", "area") == 400
+    assert "threshold 0.55 (the checkpoint's operating threshold for area" in capsys.readouterr().out
+
+
+def test_predict_threshold_option_overrides_checkpoint(faint, capsys):
+    assert faint({"thresholds": {"best_f1": 0.7, "area": 0.7}}, "--threshold", "0.5") == 400
+    assert "threshold 0.5 (--threshold)" in capsys.readouterr().out
+
+
+def test_predict_old_checkpoint_falls_back_to_half_with_warning(faint, capsys):
+    assert faint({}) == 400
+    out, err = capsys.readouterr()
+    assert "threshold 0.5" in out and "warning" in err and "no operating threshold" in err
+
+
+def test_predict_refuses_checkpoint_threshold_out_of_range(faint, capsys):
+    with pytest.raises(SystemExit) as exc:
+        faint({"thresholds": {"best_f1": 1.2, "area": 0.5}})
+    assert exc.value.code == 1
+    assert "stored threshold for 'best_f1' is 1.2, not in (0, 1)" in capsys.readouterr().err

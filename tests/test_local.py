@@ -109,13 +109,147 @@ def test_geojson_labels_in_any_crs(tmp_path):
     assert 81 < ann.geometry.centroid.x < 82  # lon/lat now
 
 
-def test_geojson_labels_without_crs_refused(tmp_path):
-    import geopandas as gpd
-    from shapely.geometry import box
+SQUARE = [[84.18, 24.90], [84.182, 24.90], [84.182, 24.902], [84.18, 24.902], [84.18, 24.90]]  # lon/lat
 
-    gpd.GeoDataFrame({"class": ["mine"]}, geometry=[box(0, 0, 1, 1)]).to_file(tmp_path / "x.gpkg")
-    with pytest.raises(SandmineError, match="no CRS"):
-        local.geojson_labels(tmp_path / "x.gpkg", "x")
+
+def _polygon(ring=SQUARE):
+    return {"type": "Polygon", "coordinates": [ring]}
+
+
+def _write(path, doc):
+    path.write_text(json.dumps(doc))
+    return path
+
+
+def test_geojson_labels_without_crs_member_are_lonlat(tmp_path):
+    """RFC 7946: no `crs` member means EPSG:4326 [lon, lat]."""
+    doc = {"type": "FeatureCollection", "features": [{"type": "Feature", "properties": {}, "geometry": _polygon()}]}
+    (ann,) = local.geojson_labels(_write(tmp_path / "o.geojson", doc), "o").annotations
+    assert ann.cls == "mine" and ann.confidence == "high"
+    assert ann.geometry.bounds == pytest.approx((84.18, 24.90, 84.182, 24.902))
+
+
+@pytest.mark.parametrize(
+    "name", ["EPSG:3857", "urn:ogc:def:crs:EPSG::3857", "urn:ogc:def:crs:OGC:1.3:CRS84", "urn:ogc:def:crs:EPSG::4326"]
+)
+def test_geojson_labels_crs_member_names_the_crs(tmp_path, name):
+    from shapely.geometry import Polygon, mapping
+
+    lonlat = Polygon(SQUARE)
+    geom = to_crs(lonlat, "EPSG:4326", "EPSG:3857") if "3857" in name else lonlat
+    doc = {"type": "FeatureCollection", "crs": {"type": "name", "properties": {"name": name}},
+           "features": [{"type": "Feature", "properties": {"class": "mine"}, "geometry": mapping(geom)}]}  # fmt: skip
+    (ann,) = local.geojson_labels(_write(tmp_path / "o.geojson", doc), "o").annotations
+    assert ann.geometry.bounds == pytest.approx(lonlat.bounds, abs=1e-9)
+
+
+def test_geojson_labels_unknown_crs_named(tmp_path):
+    doc = {"type": "FeatureCollection", "crs": {"type": "name", "properties": {"name": "EPSG:99999"}}, "features": []}
+    with pytest.raises(SandmineError, match="EPSG:99999") as err:
+        local.geojson_labels(_write(tmp_path / "o.geojson", doc), "o")
+    assert "o.geojson" in str(err.value)
+
+
+@pytest.mark.parametrize("shape", ["collection", "collection_untyped", "list", "feature"])
+def test_geojson_labels_features_without_type_and_other_layouts(tmp_path, shape):
+    """Some tools write features without `"type": "Feature"`; they are polygons all the same."""
+    untyped = {"geometry": _polygon(), "properties": {"class": "mine"}}
+    doc = {
+        "collection": {"type": "FeatureCollection", "features": [untyped, untyped]},
+        "collection_untyped": {"features": [untyped, untyped]},
+        "list": [untyped, {"type": "Feature", **untyped}],
+        "feature": {"type": "Feature", **untyped},
+    }[shape]
+    row = local.geojson_labels(_write(tmp_path / "o.geojson", doc), "o")
+    assert len(row.annotations) == (1 if shape == "feature" else 2) and not row.problems
+    assert all(a.geometry.area > 0 for a in row.annotations)
+
+
+def test_geojson_labels_class_and_confidence_in_any_case(tmp_path):
+    feats = [
+        {"type": "Feature", "properties": {"Class": "Mine", "Confidence": "High"}, "geometry": _polygon()},
+        {"type": "Feature", "properties": {"CLASS": "mine", "confidence": "Low"}, "geometry": _polygon()},
+        {"type": "Feature", "properties": {"class": "ignore"}, "geometry": _polygon()},
+        {"type": "Feature", "properties": {"Label": "Water", "confidence": None}, "geometry": _polygon()},
+        {"type": "Feature", "properties": None, "geometry": _polygon()},
+    ]
+    row = local.geojson_labels(_write(tmp_path / "o.geojson", {"type": "FeatureCollection", "features": feats}), "o")
+    assert [(a.cls, a.confidence) for a in row.annotations] == [
+        ("mine", "high"), ("mine", "low"), ("ignore", "high"), ("water", "high"), ("mine", "high")
+    ]  # fmt: skip
+
+
+def test_geojson_labels_unknown_confidence_named(tmp_path):
+    feats = [{"type": "Feature", "properties": {"confidence": "high"}, "geometry": _polygon()},
+             {"type": "Feature", "properties": {"confidence": "sure"}, "geometry": _polygon()}]  # fmt: skip
+    with pytest.raises(SandmineError, match="'sure'") as err:
+        local.geojson_labels(_write(tmp_path / "o.geojson", {"type": "FeatureCollection", "features": feats}), "o")
+    assert "feature 1" in str(err.value) and "o.geojson" in str(err.value) and "high, medium, low" in str(err.value)
+
+
+def test_geojson_labels_points_and_lines_skipped_collections_keep_polygons(tmp_path):
+    geoms = [
+        _polygon(),
+        {"type": "Point", "coordinates": [84.18, 24.90]},
+        {"type": "LineString", "coordinates": SQUARE[:3]},
+        {"type": "MultiPoint", "coordinates": SQUARE[:2]},
+        {"type": "GeometryCollection", "geometries": [_polygon(), {"type": "Point", "coordinates": [84.18, 24.9]}]},
+        {"type": "MultiPolygon", "coordinates": [[SQUARE]]},
+    ]
+    feats = [{"type": "Feature", "properties": {}, "geometry": g} for g in geoms]
+    row = local.geojson_labels(_write(tmp_path / "o.geojson", {"type": "FeatureCollection", "features": feats}), "o")
+    assert len(row.annotations) == 3
+    assert all(a.geometry.geom_type in ("Polygon", "MultiPolygon") and a.geometry.area > 0 for a in row.annotations)
+    assert "feature 1 is a Point, not a polygon; skipped" in row.problems
+    assert "feature 2 is a LineString, not a polygon; skipped" in row.problems
+    assert "feature 3 is a MultiPoint, not a polygon; skipped" in row.problems
+    assert any(p.startswith("feature 4 ") and "skipped" in p for p in row.problems)
+
+
+def test_geojson_labels_overlapping_parts_become_one_valid_polygon(tmp_path):
+    shifted = [[x + 0.001, y] for x, y in SQUARE]
+    geom = {"type": "MultiPolygon", "coordinates": [[SQUARE], [shifted]]}  # overlapping: an invalid multi-polygon
+    doc = {"type": "FeatureCollection", "features": [{"type": "Feature", "properties": {}, "geometry": geom}]}
+    (ann,) = local.geojson_labels(_write(tmp_path / "o.geojson", doc), "o").annotations
+    assert ann.geometry.is_valid and ann.geometry.area == pytest.approx(0.003 * 0.002)
+
+
+def test_geojson_labels_self_intersection_repaired_without_losing_area(tmp_path):
+    bowtie = [[84.0, 25.0], [84.01, 25.01], [84.01, 25.0], [84.0, 25.01], [84.0, 25.0]]
+    feats = [{"type": "Feature", "properties": {}, "geometry": _polygon(bowtie)}]
+    row = local.geojson_labels(_write(tmp_path / "o.geojson", {"type": "FeatureCollection", "features": feats}), "o")
+    (ann,) = row.annotations
+    assert ann.geometry.is_valid and ann.geometry.area == pytest.approx(0.01**2 / 2)  # both triangles
+    assert row.problems == ["feature 0 was self-intersecting; repaired"]
+
+
+@pytest.mark.parametrize(
+    ("text", "fragment"),
+    [
+        ("{not json", "not valid JSON"),
+        ('{"type": "FeatureCollection", "features": [{"type": "Feature", "geometry": '
+         '{"type": "Polygon", "coordinates": [[84.1, 24.9]]}}]}', "feature 0"),
+        ('{"type": "FeatureCollection", "features": [42]}', "feature 0"),
+        ('{"type": "FeatureCollection", "features": {"a": 1}}', "features"),
+        ('"just a string"', "FeatureCollection"),
+    ],
+)  # fmt: skip
+def test_geojson_labels_unreadable_is_named(tmp_path, text, fragment):
+    (tmp_path / "o.geojson").write_text(text)
+    with pytest.raises(SandmineError, match=fragment) as err:
+        local.geojson_labels(tmp_path / "o.geojson", "o")
+    assert "o.geojson" in str(err.value) and "How to fix" in str(err.value)
+
+
+def test_geojson_labels_written_with_a_bom(tmp_path):
+    doc = {"type": "FeatureCollection", "features": [{"type": "Feature", "properties": {}, "geometry": _polygon()}]}
+    (tmp_path / "o.geojson").write_text(json.dumps(doc), encoding="utf-8-sig")
+    assert len(local.geojson_labels(tmp_path / "o.geojson", "o").annotations) == 1
+
+
+def test_geojson_labels_no_features_is_no_mining(tmp_path):
+    row = local.geojson_labels(_write(tmp_path / "o.geojson", {"type": "FeatureCollection", "features": []}), "o")
+    assert row.status == "done" and not row.annotations and not row.problems
 
 
 def test_local_source_and_geojson_labels_through_the_stages(tmp_path, tiny_inputs):
@@ -172,3 +306,40 @@ def test_local_source_missing_image_is_named(tmp_path, tiny_inputs):
     p.source.kind, p.source.images_dir = "local", str(tmp_path)
     with pytest.raises(SandmineError, match="no image for observation 'betwa_a_2025-11-15'"):
         export.run(p, *tiny_inputs, tmp_path / "images", tmp_path / "source")
+
+
+def test_digital_numbers_geotiff_resampled_as_reflectance_with_its_offset_tag(tmp_path):
+    """A uint16 L2A file of processing baseline ≥ 04.00 that says so (BOA_ADD_OFFSET) in another UTM zone."""
+    from pyproj import Transformer
+
+    src_grid = Grid(CRS.from_epsg(32645), from_origin(210_000, 2_760_000, 10, 10), 80, 80)
+    write_cog(tmp_path / "dn.tif", np.full((2, 80, 80), 3000, np.uint16), src_grid, ["B3", "B4"],
+              {"BOA_ADD_OFFSET": "-1000"})  # fmt: skip
+    x, y = Transformer.from_crs(32645, 32644, always_xy=True).transform(210_400, 2_759_600)
+    target = Grid(CRS.from_epsg(32644), from_origin(round(x) - 100, round(y) + 100, 10, 10), 20, 20)
+    out = local.read_geotiff(tmp_path / "dn.tif", ["B4"], target)
+    assert np.isfinite(out).all() and np.allclose(out, (3000 - 1000) / 10_000)
+
+
+def test_local_export_stops_when_a_site_is_far_from_its_image(tmp_path, tiny_inputs):
+    from pathlib import Path
+
+    from sandmine.config import load_params
+    from sandmine.raster import grid_for_bounds
+    from sandmine.sites import read_observations, read_sites
+    from sandmine.steps import export
+
+    sites_path, obs_path = tiny_inputs
+    sites = read_sites(sites_path)
+    p = load_params(Path(__file__).parents[1] / "params.yaml")
+    p.bands = ["B2", "B3", "B4"]
+    far = grid_for_bounds(sites["krishna_a"].geometry.bounds)
+    for o in read_observations(obs_path, sites):  # the son_a images show the Krishna, 1000 km away
+        g = far if o.site_id == "son_a" else grid_for_bounds(sites[o.site_id].geometry.bounds)
+        write_cog(tmp_path / f"{o.obs_id}.tif", np.full((3, g.height, g.width), 0.1, np.float32), g, p.bands)
+    p.source.kind, p.source.images_dir = "local", str(tmp_path)
+    with pytest.raises(SandmineError, match="no valid pixel") as err:
+        export.run(p, sites_path, obs_path, tmp_path / "images", tmp_path / "source")
+    message = str(err.value)
+    assert "'son_a_2025-11-15' (site 'son_a'" in message and "'son_a_2026-11-08'" in message
+    assert "betwa_a" not in message and "[lon, lat]" in message and "sites.geojson" in message

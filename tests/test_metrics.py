@@ -116,3 +116,15 @@ def test_objects_small_predictions_dropped_and_ignore_not_blamed():
     o, counts = _objects([(0, 1, 0, 2), (10, 15, 10, 15)], [], min_pixels=4)
     assert counts["predicted"] == 1 and counts["correct"] == 0
     assert np.isnan(o.summary()["object_recall"])  # no labelled mine: recall undefined, not 0 or 1
+
+
+def test_objects_mapping_unit_applies_to_labelled_mines_too():
+    # a 10x10 mine found, a 1x3 sliver (below the 4 px unit) missed: recall 1 (mappable), recall_all 1/2
+    o, counts = _objects([(0, 10, 0, 10)], [(0, 10, 0, 10), (30, 31, 30, 33)], min_pixels=4)
+    assert counts == {"truth": 1, "found": 1, "predicted": 1, "correct": 1}
+    s = o.summary()
+    assert s["object_recall"] == 1.0 and s["object_recall_all"] == pytest.approx(0.5)
+    assert s["object_labelled_below_mapping_unit"] == 1
+    # a found sliver counts in recall_all only
+    o, _ = _objects([(30, 31, 30, 33)], [(30, 31, 30, 33)], min_pixels=1)
+    assert o.summary()["object_recall_all"] == 1.0

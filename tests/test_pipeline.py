@@ -24,7 +24,7 @@ split: {n_clusters: 3, val_clusters: 1, test_clusters: 1, fold: 0, seed: 0}
 model: {encoder: resnet18, decoder: unet, bands: [B2, B3, B4, B8, B11, B12, VV, VH], indices: [NDWI], weights: ssl}
 ssl: {method: moco, epochs: 1, windows_per_epoch: 32, window_px: 32, batch_size: 8, queue: 64}
 train: {window_px: 64, batch_size: 8, epochs: 2, windows_per_epoch: 32, val_windows: 16, patience: 2, threads: 2}
-predict: {window_px: 64, stride_px: 32, discard_px: 8, batch_size: 8, threshold: 0.5}
+predict: {window_px: 64, stride_px: 32, discard_px: 8, batch_size: 8, blend: gaussian, threshold: null}
 evaluate: {roles: [test]}
 infer: {min_area_ha: 0.2}
 """
@@ -44,6 +44,15 @@ def _run(cmd: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedP
     if check and res.returncode:
         raise AssertionError(f"{cmd} failed:\n{res.stdout[-3000:]}\n{res.stderr[-3000:]}")
     return res
+
+
+def _invalid_cogs(root: Path) -> tuple[int, list[tuple[str, list[str], list[str]]]]:
+    """How many `.tif` lie under `root`, and those rio-cogeo's validator rejects or warns about."""
+    from rio_cogeo.cogeo import cog_validate
+
+    paths = sorted(root.rglob("*.tif"))
+    checked = [(p, *cog_validate(str(p), quiet=True)) for p in paths]
+    return len(paths), [(str(p.relative_to(root)), e, w) for p, ok, e, w in checked if not ok or e or w]
 
 
 @pytest.fixture
@@ -78,8 +87,19 @@ def test_dvc_repro_end_to_end_then_nothing_to_do(project: Path):
     assert 0 <= ev["object_recall"] <= 1 and ev["object_labelled"] > 0
     assert set(ev["clusters"]) == {f"c{r.split(',')[2]}" for r in split if r.endswith(",test")}
     assert (project / "plots" / "eval" / "confusion.png").exists()
+    # the operating threshold is chosen on val, stored in the checkpoint, and applied by evaluate and infer
+    import torch
+
+    tr = json.loads((project / "metrics" / "train.json").read_text())
+    thresholds = torch.load(project / "models" / "model.pt", weights_only=True)["thresholds"]
+    assert set(thresholds) == {"best_f1", "area"}
+    stored = thresholds["best_f1"]  # predict.operating_point's default
+    assert 0 < stored < 1 and stored == pytest.approx(tr["val_threshold_best_f1"], abs=1e-4)
+    assert ev["aoi_threshold"] == pytest.approx(stored, abs=1e-4) and 0 <= ev["aoi_ece"] <= 1
+    assert (project / "plots" / "eval" / "reliability.csv").read_text().startswith("bin,predicted,observed,pixels")
     inf = json.loads((project / "metrics" / "infer.json").read_text())
     assert inf["observations"] == 2 and inf["sites"] == 1
+    assert inf["threshold"] == pytest.approx(stored, abs=1e-3)  # infer.json rounds to 3 digits
     assert (project / "reports" / "map.html").read_text().count("SYNTHETIC DATA") == 1
     infer = project / "data" / "predictions" / "infer"
     for name in ("son_a_2026-11-08.geojson", "son_a_2026-11-08_mask.tif", "son_a_median.tif", "change.csv"):
@@ -87,6 +107,8 @@ def test_dvc_repro_end_to_end_then_nothing_to_do(project: Path):
     assert (infer / "son_a_change_2024-11-18_2026-11-08.geojson").exists()
     series = (infer / "timeseries.csv").read_text().splitlines()
     assert [line.split(",")[1] for line in series[1:]] == ["2024-11-18", "2026-11-08"]
+    n_tif, invalid = _invalid_cogs(project / "data")  # images, labels, AOI, truth, probabilities, masks, change
+    assert n_tif > 0 and invalid == [], invalid
     assert (project / "dvc.lock").exists()
     first = (project / "metrics" / "evaluate.json").read_bytes()
     again = _run(["dvc", "repro"], project)

@@ -68,3 +68,49 @@ def test_read_observations_bad_date_and_role(tmp_path, tiny_inputs):
     f.write_text("obs_id,site_id,date,role\nbetwa_a_2025-01-01,betwa_a,2025-01-01,train\n")
     with pytest.raises(SandmineError, match="role"):
         read_observations(f, sites)
+
+
+def _obs_lines():
+    return ["obs_id,site_id,date,role", "betwa_a_2025-11-15,betwa_a,2025-11-15,labelled",
+            "son_a_2026-11-08,son_a,2026-11-08,infer"]  # fmt: skip
+
+
+def test_read_observations_saved_by_excel_with_a_bom(tmp_path, tiny_inputs):
+    sites = read_sites(tiny_inputs[0])
+    f = tmp_path / "obs.csv"
+    f.write_text("\r\n".join(_obs_lines()) + "\r\n", encoding="utf-8-sig")
+    obs = read_observations(f, sites)
+    assert [o.obs_id for o in obs] == ["betwa_a_2025-11-15", "son_a_2026-11-08"]
+
+
+def test_read_observations_header_whitespace_and_empty_rows(tmp_path, tiny_inputs):
+    sites = read_sites(tiny_inputs[0])
+    f = tmp_path / "obs.csv"
+    lines = _obs_lines()
+    f.write_text("\n".join([" obs_id , site_id,date ,role", *lines[1:], ",,,", ""]))
+    assert len(read_observations(f, sites)) == 2
+
+
+@pytest.mark.parametrize(("sep", "name"), [(";", "';'"), ("\t", "tab")])
+def test_read_observations_other_separator_is_named(tmp_path, tiny_inputs, sep, name):
+    sites = read_sites(tiny_inputs[0])
+    f = tmp_path / "obs.csv"
+    f.write_text("\n".join(line.replace(",", sep) for line in _obs_lines()) + "\n", encoding="utf-8-sig")
+    with pytest.raises(SandmineError, match=f"{name}-separated") as err:
+        read_observations(f, sites)
+    assert "obs.csv" in str(err.value) and "comma-separated" in str(err.value)
+
+
+def test_read_observations_short_row_and_not_utf8(tmp_path, tiny_inputs):
+    sites = read_sites(tiny_inputs[0])
+    f = tmp_path / "obs.csv"
+    f.write_text("obs_id,site_id,date,role\nbetwa_a_2025-11-15,betwa_a,2025-11-15\n")
+    with pytest.raises(SandmineError, match="3 of 4 columns") as err:
+        read_observations(f, sites)
+    assert "line 2" in str(err.value)
+    f.write_bytes(
+        "obs_id,site_id,date,role\nbetwa_a_2025-11-15,betwa_a,2025-11-15,labelled # Göttingen\n".encode("cp1252")
+    )
+    with pytest.raises(SandmineError, match="not UTF-8") as err:
+        read_observations(f, sites)
+    assert "UTF-8" in str(err.value)

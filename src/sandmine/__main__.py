@@ -13,9 +13,13 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+
+from sandmine.config import PredictParams, check_grid, knob
 
 
 def _predict(a: argparse.Namespace) -> None:
@@ -26,9 +30,9 @@ def _predict(a: argparse.Namespace) -> None:
     from sandmine.raster import read_grid, read_mask, write_cog
     from sandmine.vectorize import polygons
 
+    check_grid(a.window, a.stride, a.discard, "sandmine predict", names=("--window", "--stride", "--discard"))
     s = Stitch(a.window, a.stride, a.discard, a.batch_size, a.blend)
-    if a.window - 2 * a.discard < a.stride:
-        raise SystemExit("error: windows leave gaps: need window - 2*discard >= stride")
+    ckpt = None
     if a.workers:
         scale.predict_many(a.model, [scale.Job(a.image, a.out)], s, a.workers, a.scheduler, a.tile_rows, a.threads)
     else:
@@ -38,16 +42,38 @@ def _predict(a: argparse.Namespace) -> None:
         model, ckpt = models.load_checkpoint(str(a.model))
         predict_file(model, ckpt, a.image, a.out, s, progress=True)
     if a.polygons or a.mask:
+        threshold = _threshold(a, ckpt if ckpt is not None else models.load_checkpoint(str(a.model))[1])
         grid = read_grid(a.out)
         q = read_mask(a.out, grid)
-        mask = monitoring.clean(q >= level(a.threshold), max(1, round(a.min_area_ha / grid.pixel_area_ha)))
+        mask = monitoring.clean(q >= level(threshold), max(1, round(a.min_area_ha / grid.pixel_area_ha)))
         if a.mask:
             write_cog(a.mask, mask.astype(np.uint8), grid, ["mine"])
         if a.polygons:
-            feats = polygons(np.where(mask, q / 255.0, 0.0), grid, a.threshold, a.min_area_ha, {"image": a.image.name})
+            feats = polygons(np.where(mask, q / 255.0, 0.0), grid, threshold, a.min_area_ha, {"image": a.image.name})
             write_text(a.polygons, json.dumps({"type": "FeatureCollection", "features": feats}) + "\n")
             print(f"{len(feats)} polygons, {sum(f['properties']['area_ha'] for f in feats):.1f} ha -> {a.polygons}")
     print(f"probability -> {a.out}")
+
+
+def _threshold(a: argparse.Namespace, ckpt: dict[str, Any]) -> float:
+    """--threshold, else the checkpoint's operating threshold for --operating-point, else (older
+    checkpoints) 0.5 with a warning."""
+    from sandmine.calibration import DEFAULT_THRESHOLD, stored_threshold
+
+    if a.threshold is not None:
+        print(f"threshold {a.threshold:g} (--threshold)")
+        return float(a.threshold)
+    stored = stored_threshold(ckpt, a.operating_point, str(a.model))
+    if stored is None:
+        print(
+            f"warning: {a.model} has no operating threshold (trained before thresholds were chosen on validation); "
+            f"using {DEFAULT_THRESHOLD:g}: re-run the train stage, or pass --threshold",
+            file=sys.stderr,
+        )
+        print(f"threshold {DEFAULT_THRESHOLD:g} (default: the checkpoint has none)")
+        return DEFAULT_THRESHOLD
+    print(f"threshold {stored:g} (the checkpoint's operating threshold for {a.operating_point}, chosen on validation)")
+    return stored
 
 
 def _select(a: argparse.Namespace) -> None:
@@ -103,9 +129,32 @@ def _labelbox_push(a: argparse.Namespace) -> None:
     print(f"{len(keys)} data rows -> dataset '{a.dataset}', batch sent to project {a.project}")
 
 
-def main(argv: list[str] | None = None) -> None:
-    from sandmine.errors import SandmineError
+def _option(key: str, flag: str) -> Callable[[str], Any]:
+    """An argparse `type=` that reads `flag` as params field `key` and applies that field's range check."""
+    k = knob(key)
+    default = "the checkpoint's value" if k.default is None else f"the default {k.shown_default}"
 
+    def parse(text: str) -> Any:
+        try:
+            return k.parse(text)
+        except ValueError as exc:
+            fix = f"change {flag}, or leave it out for {default}"
+            raise argparse.ArgumentTypeError(f"{key} {exc}\nHow to fix: {fix}") from None
+
+    return parse
+
+
+def _add(p: argparse.ArgumentParser, flag: str, key: str, help: str = "", default: Any = ...) -> None:
+    """Option `flag` for params field `key`: default from the schema (unless given), values checked as the field's."""
+    k = knob(key)
+    value = k.default if default is ... else default
+    shown = "the checkpoint's operating threshold" if value is None else value
+    rule = f"{k.valid}; " if k.valid else ""
+    p.add_argument(flag, type=_option(key, flag), default=value, help=f"{help}{rule}default {shown} ({key})")
+
+
+def parser() -> argparse.ArgumentParser:
+    """The `sandmine` command line; predict's defaults and checks come from the params schema."""
     parser = argparse.ArgumentParser(
         prog="sandmine", description=__doc__, formatter_class=argparse.RawTextHelpFormatter
     )
@@ -116,17 +165,19 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--out", type=Path, required=True, help="output COG (uint8, probability = value / 255)")
     p.add_argument("--polygons", type=Path, help="also write polygons of mining (GeoJSON, EPSG:4326)")
     p.add_argument("--mask", type=Path, help="also write the binary mask (COG)")
-    p.add_argument("--threshold", type=float, default=0.5)
-    p.add_argument("--min-area-ha", type=float, default=0.2)
-    p.add_argument("--window", type=int, default=512)
-    p.add_argument("--stride", type=int, default=480)
-    p.add_argument("--discard", type=int, default=16)
-    p.add_argument("--batch-size", type=int, default=1)
-    p.add_argument("--blend", choices=["mean", "gaussian"], default="gaussian")
-    p.add_argument("--workers", type=int, default=0, help="Dask worker processes (0: this process)")
-    p.add_argument("--scheduler", help="address of a running Dask scheduler")
-    p.add_argument("--tile-rows", type=int, default=4096)
-    p.add_argument("--threads", type=int, default=2, help="torch threads (per task with Dask)")
+    _add(p, "--threshold", "predict.threshold", "probability at which a pixel is mined; ")
+    _add(p, "--operating-point", "predict.operating_point", "which stored threshold without --threshold; ")
+    _add(p, "--min-area-ha", "infer.min_area_ha", "smallest mine kept in the mask and polygons; ")
+    _add(p, "--window", "predict.window_px")
+    _add(p, "--stride", "predict.stride_px")
+    _add(p, "--discard", "predict.discard_px")
+    _add(p, "--batch-size", "predict.batch_size")
+    _add(p, "--blend", "predict.blend")
+    # one image is predicted here by default: a Dask cluster (params.yaml's workers: 1) pays off over many
+    _add(p, "--workers", "predict.workers", "Dask worker processes (0: this process); ", default=0)
+    p.add_argument("--scheduler", default=PredictParams().scheduler, help="address of a running Dask scheduler")
+    _add(p, "--tile-rows", "predict.tile_rows")
+    _add(p, "--threads", "predict.threads", "torch threads (per task with Dask); ")
     q = sub.add_parser("select", help="choose two clear dates per site with the most change (Earth Engine)")
     q.add_argument("--sites", type=Path, default=Path("data/sites.geojson"))
     q.add_argument("--first", required=True, help="first season window, START/END (e.g. 2025-10-01/2025-12-31)")
@@ -146,7 +197,13 @@ def main(argv: list[str] | None = None) -> None:
     lb.add_argument("--geo", action="store_true", help="geospatial project: a tile layer with the image's bounds")
     lb.add_argument("--manifest", type=Path, default=Path("data/images/manifest.csv"))
     lb.add_argument("--roles", nargs="+", default=["labelled"], help="manifest roles to send")
-    a = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    from sandmine.errors import SandmineError
+
+    a = parser().parse_args(argv)
     commands = {"predict": _predict, "select": _select, "labelbox-push": _labelbox_push}
     try:
         commands[a.command](a)

@@ -73,6 +73,141 @@ def select(available: list[str], wanted: list[str], where: str) -> list[int]:
     return [available.index(n) for n in wanted]
 
 
+# Units of a file that does not state them (no scale tag): decided from its data type and values
+REFLECTANCE_MAX = 2.0  # 99th percentile; bright cloud and snow stay below ~1.5
+NEGATIVE_NOISE = -0.05  # 1st percentile of reflectance; lower is not noise around 0
+DN_RANGE = (255.0, 20_000.0)  # 99th percentile of Sentinel-2 digital numbers: above an 8-bit rendering
+DN_MIN_REFLECTANCE = -0.11  # 1st percentile once converted: DN 0 with baseline 04.00's −1000 offset is −0.1
+LINEAR_MAX = 2.0  # 99th percentile of Sentinel-1 linear power (σ0; dB are mostly negative)
+DB_RANGE = (-60.0, 40.0)  # 1st and 99th percentile of backscatter in dB
+
+
+@dataclass(frozen=True)
+class Conversion:
+    """How one band's values (after the file's own scale and offset) become export units.
+
+    Attributes:
+        kind: `dn` (reflectance = (value + offset) / quantification; a stored 0 is nodata) or
+            `linear` (dB = 10 log10(value); values ≤ 0 are nodata).
+        offset: added to a digital number first (−1000 from processing baseline 04.00, where the file says so).
+        quantification: digital numbers per unit of reflectance.
+    """
+
+    kind: str
+    offset: float = 0.0
+    quantification: float = 10_000.0
+
+    def apply(self, values: np.ndarray, raw: np.ndarray) -> None:
+        """Convert (H, W) float32 `values` in place; `raw` is what the file stores there."""
+        if self.kind == "dn":
+            values[raw == 0] = np.nan  # 0 is nodata in Sentinel-2 products
+            values += np.float32(self.offset)
+            values /= np.float32(self.quantification)
+        else:
+            values[values <= 0] = np.nan
+            np.log10(values, out=values)
+            values *= np.float32(10.0)
+
+
+def file_units(
+    samples: dict[str, np.ndarray],
+    dtype: str,
+    where: str,
+    offsets: dict[str, float] | None = None,
+    quantification: float = 10_000.0,
+) -> tuple[dict[str, Conversion], str]:
+    """Decide, once per file, the units of its bands that carry no scale of their own.
+
+    Args:
+        samples: band name -> 1-D values of valid pixels (a decimated read; an integer file's 0s left
+            out), for the file's reflectance and dB bands whose scale is 1.
+        dtype: the file's data type (`uint16`, `float32`, …).
+        where: the file, for messages.
+        offsets: digital-number offset per band that the file's tags record (e.g. BOA_ADD_OFFSET −1000).
+        quantification: digital numbers per unit reflectance that the file records (default 10000).
+
+    Returns:
+        The conversions of bands not already in export units, and one sentence saying what was done
+        ("" when nothing).
+
+    Raises:
+        SandmineError: optical values that are neither reflectance nor digital numbers (an 8-bit
+            rendering, negative, too large), or radar values neither in dB nor linear power.
+    """
+    out: dict[str, Conversion] = {}
+    said: list[str] = []
+    optical = [b for b in samples if CATALOGUE[b].unit == "reflectance"]
+    if optical:
+        out.update(_optical(optical, samples, dtype, where, offsets or {}, quantification, said))
+    radar = [b for b in samples if CATALOGUE[b].unit == "dB"]
+    if radar:
+        out.update(_radar(radar, samples, where, said))
+    return out, "; ".join(said)
+
+
+def _optical(
+    names: list[str],
+    samples: dict[str, np.ndarray],
+    dtype: str,
+    where: str,
+    offsets: dict[str, float],
+    quantification: float,
+    said: list[str],
+) -> dict[str, Conversion]:
+    values = np.concatenate([samples[b] for b in names])
+    integer = np.dtype(dtype).kind in "iu"
+    lo, hi = np.percentile(values, [1, 99]) if values.size else (0.0, 0.0)
+    found = f"bands {', '.join(names)} ({dtype}, no scale tag, 1st–99th percentile {lo:g}…{hi:g})"
+    fix = (
+        "export surface reflectance (0–1) or Sentinel-2 L2A digital numbers (0–10000, e.g. Earth Engine "
+        "COPERNICUS/S2_SR_HARMONIZED as uint16), not a rendering; if the values are in other known units, "
+        "record them with `gdal_edit -scale S -offset O` (reflectance = stored × S + O)"
+    )
+    if dtype == "uint8":
+        raise SandmineError(f"{found} look like an 8-bit (0–255) rendering, not reflectance", where, fix)
+    if integer and not values.size:  # no valid pixel; the stages that need one say so
+        said.append(f"bands {', '.join(names)} ({dtype}) hold only 0, Sentinel-2's nodata: read as nodata")
+        return {b: Conversion("dn", offsets.get(b, 0.0), quantification) for b in names}
+    if not integer and hi <= REFLECTANCE_MAX:
+        if lo < NEGATIVE_NOISE:
+            raise SandmineError(f"{found} hold negative reflectance beyond noise", where, fix)
+        return {}
+    dn_offset = min([offsets.get(b, 0.0) for b in names])
+    if DN_RANGE[0] < hi <= DN_RANGE[1] and (lo + dn_offset) / quantification >= DN_MIN_REFLECTANCE:
+        q = f"{quantification:g}"
+        if any(offsets.get(b) for b in names):
+            sign = "−" if dn_offset < 0 else "+"
+            formula = f"(DN {sign} {abs(dn_offset):g}) / {q} (the offset of the file's ADD_OFFSET tags)"
+        else:
+            formula = f"DN / {q} (no ADD_OFFSET tag, so no −1000 offset: right for Earth Engine's harmonized data)"
+        said.append(f"{found} are Sentinel-2 digital numbers: read as reflectance = {formula}, 0 as nodata")
+        return {b: Conversion("dn", offsets.get(b, 0.0), quantification) for b in names}
+    if hi <= DN_RANGE[0]:
+        what = "neither reflectance (0–1) nor digital numbers (an 8-bit rendering?)"
+        raise SandmineError(f"{found} are {what}", where, fix)
+    what = "below" if lo < 0 else "beyond"
+    raise SandmineError(f"{found} are {what} the range of reflectance and of Sentinel-2 digital numbers", where, fix)
+
+
+def _radar(names: list[str], samples: dict[str, np.ndarray], where: str, said: list[str]) -> dict[str, Conversion]:
+    values = np.concatenate([samples[b] for b in names])
+    if not values.size:
+        return {}
+    lo, hi = np.percentile(values, [1, 99])
+    found = f"bands {', '.join(names)} (no scale tag, 1st–99th percentile {lo:g}…{hi:g})"
+    if values.min() >= 0 and hi <= LINEAR_MAX:
+        said.append(f"{found} look like Sentinel-1 linear power: converted to dB = 10·log10(value), ≤ 0 as nodata")
+        return {b: Conversion("linear") for b in names}
+    if DB_RANGE[0] <= lo and hi <= DB_RANGE[1]:
+        return {}
+    raise SandmineError(
+        f"{found} are neither backscatter in dB (about −35…+10) nor linear power (0…1)",
+        where,
+        "export calibrated σ0 in dB (10·log10 of linear power); if it is stored ×100, record that with "
+        "`gdal_edit -scale 0.01`",
+    )
+
+
 def to_model_units(image: np.ndarray, names: list[str], inplace: bool = False) -> np.ndarray:
     """Bring bands to comparable ranges before per-band standardisation.
 

@@ -2,22 +2,121 @@
 
 from __future__ import annotations
 
+import types
+import typing
+from collections.abc import Iterator
 from dataclasses import dataclass, field, fields, is_dataclass
+from functools import cache
 from pathlib import Path
 from typing import Any
 
 from omegaconf import OmegaConf
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationError
 
-from sandmine.bands import EXPORT_DEFAULT, INDICES, S2_L2A, check_names
+from sandmine.bands import CATALOGUE, EXPORT_DEFAULT, INDICES, S2_L2A
 from sandmine.errors import SandmineError
+
+# Valid values of a field are declared once, beside it: `param(default, Range(...) | Choice(...) | Items(...))`.
+# One check (`check_fields`) applies them to params.yaml; `knob(key).parse` applies them to command-line options.
+
+
+class Spec:
+    """The valid values of one field; `str(spec)` completes "must be ..."."""
+
+    def accepts(self, value: Any) -> bool:
+        raise NotImplementedError
+
+    def detail(self, value: Any) -> str:
+        """What exactly is wrong with `value`, beyond the rule ("" when the rule says it all)."""
+        return ""
+
+
+class Range(Spec):
+    """Numbers within inclusive (`ge`, `le`) and exclusive (`gt`, `lt`) bounds, optionally multiples of a step."""
+
+    def __init__(
+        self,
+        ge: float | None = None,
+        gt: float | None = None,
+        le: float | None = None,
+        lt: float | None = None,
+        multiple_of: int | None = None,
+    ) -> None:
+        self.ge, self.gt, self.le, self.lt, self.multiple_of = ge, gt, le, lt, multiple_of
+
+    def accepts(self, value: Any) -> bool:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            return False
+        checks = [
+            self.ge is None or value >= self.ge,
+            self.gt is None or value > self.gt,
+            self.le is None or value <= self.le,
+            self.lt is None or value < self.lt,
+            self.multiple_of is None or value % self.multiple_of == 0,
+        ]
+        return all(checks) and value == value  # NaN fails every bound
+
+    def __str__(self) -> str:
+        lo = f"[{self.ge:g}" if self.ge is not None else f"({self.gt:g}" if self.gt is not None else ""
+        hi = f"{self.le:g}]" if self.le is not None else f"{self.lt:g})" if self.lt is not None else ""
+        ends = (("≥", self.ge), (">", self.gt), ("≤", self.le), ("<", self.lt))
+        bounds = f"in {lo}, {hi}" if lo and hi else " ".join(f"{op} {v:g}" for op, v in ends if v is not None)
+        return f"a multiple of {self.multiple_of} and {bounds}" if self.multiple_of else bounds or "any number"
+
+
+class Choice(Spec):
+    """One of a few names."""
+
+    def __init__(self, *values: str) -> None:
+        self.values = values
+
+    def accepts(self, value: Any) -> bool:
+        return value in self.values
+
+    def __str__(self) -> str:
+        return f"one of: {' | '.join(self.values)}"
+
+
+class Items(Spec):
+    """A list, non-empty unless `empty_ok`, of names from `values` (any names when none are given)."""
+
+    def __init__(self, *values: str, empty_ok: bool = False) -> None:
+        self.values, self.empty_ok = values, empty_ok
+
+    def accepts(self, value: Any) -> bool:
+        return isinstance(value, list) and (self.empty_ok or bool(value)) and not self._unknown(value)
+
+    def _unknown(self, value: list[Any]) -> list[Any]:
+        return [v for v in value if self.values and v not in self.values]
+
+    def __str__(self) -> str:
+        kind = "a list" if self.empty_ok else "a non-empty list"
+        return f"{kind} of: {' | '.join(self.values)}" if self.values else kind
+
+    def detail(self, value: Any) -> str:
+        unknown = self._unknown(value) if isinstance(value, list) else []
+        return f" ({', '.join(map(repr, unknown))} unknown)" if unknown and len(value) > 1 else ""
+
+
+def param(default: Any, valid: Spec) -> Any:
+    """A dataclass field with its default (a list is copied per instance) and its valid values."""
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata={"valid": valid})
+    return field(default=default, metadata={"valid": valid})
+
+
+COUNT = Range(ge=1)  # epochs, batch sizes, trees, pixels, threads: at least one
+SEED = Range(ge=0)
+SHARE = Range(ge=0, le=1)  # a probability or fraction, ends included
+WINDOW = Range(ge=32, multiple_of=32)  # encoders downsample by 32
+ROLES = ("train", "val", "test", "infer")
 
 
 @dataclass
 class SourceParams:
     """Where images come from: the embedded synthetic world, or real services."""
 
-    kind: str = "synthetic"  # synthetic | gee | local
+    kind: str = param("synthetic", Choice("synthetic", "gee", "local"))
     images_dir: str = ""  # local: a folder of {obs_id}.tif (named bands) or {obs_id}.SAFE products
     rivers_file: str = ""  # a vector file of rivers (any CRS, e.g. drawn in QGIS) for real sources
 
@@ -27,14 +126,15 @@ class GeeParams:
     """Earth Engine export (source.kind: gee). Credentials come from the environment only."""
 
     project: str = ""  # Cloud project registered for Earth Engine
-    product: str = "L2A"  # L2A | L1C (13 bands with B10)
-    window_days: int = 30  # composite window centred on the observation's date
-    cs_threshold: float = 0.6  # Cloud Score+ cs_cdf at or above which a pixel counts as clear
-    mode: str = "batch"  # batch (tasks to a bucket) | direct (computePixels, small sites)
+    product: str = param("L2A", Choice("L2A", "L1C"))  # L1C: 13 bands with B10
+    window_days: int = param(30, COUNT)  # composite window centred on the observation's date
+    cs_threshold: float = param(0.6, SHARE)  # Cloud Score+ cs_cdf at or above which a pixel counts as clear
+    # batch (tasks to a bucket) | direct (computePixels, small sites)
+    mode: str = param("batch", Choice("batch", "direct"))
     bucket: str = ""
     prefix: str = "sandmine/exports"
-    max_retries: int = 3  # retries of a task that failed because Earth Engine was busy
-    poll_s: float = 30.0  # first polling interval; grows 1.5x up to 10 min
+    max_retries: int = param(3, Range(ge=0))  # retries of a task that failed because Earth Engine was busy
+    poll_s: float = param(30.0, Range(gt=0))  # first polling interval; grows 1.5x up to 10 min
     cache_dir: str = "~/.cache/sandmine/gee"  # finished exports, by what determines their pixels
     rivers_asset: str = ""  # e.g. WWF/HydroSHEDS/v1/FreeFlowingRivers; empty: source.rivers_file
 
@@ -43,67 +143,71 @@ class GeeParams:
 class WorldParams:
     """Knobs of the embedded synthetic world (ignored by real sources)."""
 
-    seed: int = 7
-    mine_density: float = 1.0  # scales the number of mining areas per km of river
-    cloud_probability: float = 0.3  # chance that an observation has clouds
-    haze_probability: float = 0.5  # chance of thin haze
-    annotator_miss_ha: float = 0.4  # mines smaller than this are often missed by annotators
-    previews: int = 4  # labelled observations drawn to plots/world/ for a look at the world
+    seed: int = param(7, SEED)
+    mine_density: float = param(1.0, Range(ge=0))  # scales the number of mining areas per km of river
+    cloud_probability: float = param(0.3, SHARE)  # chance that an observation has clouds
+    haze_probability: float = param(0.5, SHARE)  # chance of thin haze
+    annotator_miss_ha: float = param(0.4, Range(ge=0))  # mines smaller than this are often missed by annotators
+    previews: int = param(4, Range(ge=0))  # labelled observations drawn to plots/world/ for a look at the world
 
 
 @dataclass
 class LabelsParams:
     """How annotations are pulled and turned into masks."""
 
-    source: str = "synthetic"  # synthetic | labelbox | geojson
+    source: str = param("synthetic", Choice("synthetic", "labelbox", "geojson"))
     project_id: str = ""
     folder: str = ""  # geojson: a folder of {obs_id}.geojson files, any CRS
-    mine_classes: list[str] = field(default_factory=lambda: ["mine"])
-    ignore_classes: list[str] = field(default_factory=lambda: ["ignore"])
+    mine_classes: list[str] = param(["mine"], Items())
+    ignore_classes: list[str] = field(default_factory=lambda: ["ignore"])  # any class names, or none
+    # false: a pixel is labelled when its centre lies in the polygon (unbiased area);
+    # true: every pixel the polygon touches (the prior system's reference masks; grows mines ~1/2 px)
+    all_touched: bool = False
 
 
 @dataclass
 class AoiParams:
     """The area of interest: a buffer around the river."""
 
-    rivers: str = "vector"  # vector (source's rivers file) | water_index (derived from image)
-    buffer_m: float = 1000.0
-    simplify_m: float = 250.0
+    # vector (source's rivers file) | water_index (derived from image)
+    rivers: str = param("vector", Choice("vector", "water_index"))
+    buffer_m: float = param(1000.0, Range(gt=0))
+    simplify_m: float = param(250.0, Range(ge=0))
 
 
 @dataclass
 class SplitParams:
     """Geographic split: sites clustered by location, whole clusters per role."""
 
-    n_clusters: int = 5
-    val_clusters: int = 1
-    test_clusters: int = 1
-    fold: int = 0
-    seed: int = 0
+    n_clusters: int = param(5, Range(ge=2))
+    val_clusters: int = param(1, COUNT)  # early stopping and the operating threshold need validation
+    test_clusters: int = param(1, Range(ge=0))
+    fold: int = param(0, Range(ge=0))
+    seed: int = param(0, SEED)
 
 
 @dataclass
 class BaselineParams:
     """The classical baselines (model.encoder: random_forest | superpixel_gbm, decoder: none)."""
 
-    pixels: int = 200000  # training pixels sampled for the random forest
-    trees: int = 60
-    depth: int = 12
-    superpixel_px: int = 12  # mean superpixel side (SLIC grid step)
-    compactness: float = 0.3
-    boost_trees: int = 200
-    boost_depth: int = 3
-    boost_lr: float = 0.1
+    pixels: int = param(200000, COUNT)  # training pixels sampled for the random forest
+    trees: int = param(60, COUNT)
+    depth: int = param(12, COUNT)
+    superpixel_px: int = param(12, COUNT)  # mean superpixel side (SLIC grid step)
+    compactness: float = param(0.3, Range(gt=0))
+    boost_trees: int = param(200, COUNT)
+    boost_depth: int = param(3, COUNT)
+    boost_lr: float = param(0.1, Range(gt=0))
 
 
 @dataclass
 class ModelParams:
     """Encoder, decoder and the input channels of the segmentation model."""
 
-    encoder: str = "resnet18"
+    encoder: str = "resnet18"  # names from the model registry, checked by models.check when training starts
     decoder: str = "unet"
-    bands: list[str] = field(default_factory=lambda: [*S2_L2A, "VV", "VH"])
-    indices: list[str] = field(default_factory=list)  # NDWI | NDVI | MNDWI, appended as channels
+    bands: list[str] = param([*S2_L2A, "VV", "VH"], Items(*CATALOGUE))
+    indices: list[str] = param([], Items(*INDICES, empty_ok=True))  # appended as channels
     weights: str | None = None  # null | ssl (the pretrain stage's encoder) | a local checkpoint file
     freeze_encoder: bool = False  # linear probing when decoder is linear
     baseline: BaselineParams = field(default_factory=BaselineParams)
@@ -113,28 +217,29 @@ class ModelParams:
 class ConfidenceParams:
     """Loss weight of a mine polygon's pixels by its annotation confidence (other pixels weigh 1)."""
 
-    high: float = 1.0
-    medium: float = 0.75
-    low: float = 0.5
+    high: float = param(1.0, Range(gt=0, le=1))
+    medium: float = param(0.75, Range(gt=0, le=1))
+    low: float = param(0.5, Range(gt=0, le=1))
 
 
 @dataclass
 class TrainParams:
     """The fit loop."""
 
-    window_px: int = 128
-    batch_size: int = 16
-    epochs: int = 10
-    windows_per_epoch: int = 384
-    val_windows: int = 192
-    lr: float = 1e-3
-    encoder_lr_scale: float = 1.0  # encoder learning rate = lr x this (e.g. 0.1 when fine-tuning weights)
-    weight_decay: float = 1e-4
-    loss: str = "wbce"  # wbce | dice | focal
-    confidence: ConfidenceParams = field(default_factory=lambda: ConfidenceParams())
-    patience: int = 4
-    seed: int = 0
-    threads: int = 2
+    window_px: int = param(128, WINDOW)
+    batch_size: int = param(16, COUNT)
+    epochs: int = param(10, COUNT)
+    windows_per_epoch: int = param(384, COUNT)
+    val_windows: int = param(192, COUNT)
+    lr: float = param(1e-3, Range(gt=0))
+    # encoder learning rate = lr x this (e.g. 0.1 when fine-tuning weights; 0: the encoder does not learn)
+    encoder_lr_scale: float = param(1.0, Range(ge=0))
+    weight_decay: float = param(1e-4, Range(ge=0))
+    loss: str = param("wbce", Choice("wbce", "dice", "focal"))
+    confidence: ConfidenceParams = field(default_factory=ConfidenceParams)
+    patience: int = param(4, COUNT)  # epochs without improvement before stopping
+    seed: int = param(0, SEED)
+    threads: int = param(2, COUNT)
     resume: bool = True  # after an interruption, go on from the last finished epoch (same result)
 
 
@@ -142,47 +247,50 @@ class TrainParams:
 class SslParams:
     """Self-supervised pretraining of model.encoder on unlabelled AOI windows (stage pretrain)."""
 
-    method: str = "none"  # none | moco
-    epochs: int = 8
-    windows_per_epoch: int = 512
-    window_px: int = 64
-    batch_size: int = 32
-    lr: float = 0.01
-    temperature: float = 0.2
-    queue: int = 2048
-    momentum: float = 0.99
-    seed: int = 0
+    method: str = param("none", Choice("none", "moco"))
+    epochs: int = param(8, COUNT)
+    windows_per_epoch: int = param(512, COUNT)
+    window_px: int = param(64, WINDOW)
+    batch_size: int = param(32, COUNT)
+    lr: float = param(0.01, Range(gt=0))
+    temperature: float = param(0.2, Range(gt=0))
+    queue: int = param(2048, COUNT)
+    momentum: float = param(0.99, Range(ge=0, lt=1))
+    seed: int = param(0, SEED)
 
 
 @dataclass
 class PredictParams:
-    """Stitched sliding-window prediction."""
+    """Stitched sliding-window prediction (window_px - 2 * discard_px >= stride_px: see check_grid)."""
 
-    window_px: int = 512
-    stride_px: int = 480
-    discard_px: int = 16
-    batch_size: int = 1
-    threshold: float = 0.5
-    blend: str = "gaussian"
-    workers: int = 1
+    window_px: int = param(512, WINDOW)
+    stride_px: int = param(480, COUNT)
+    discard_px: int = param(16, Range(ge=0))
+    batch_size: int = param(1, COUNT)
+    # null: the checkpoint's operating threshold for `operating_point` (chosen on the val split)
+    threshold: float | None = param(None, Range(gt=0, lt=1))
+    # best_f1 (highest val pixel F1 in the AOI) | area (val predicted mined area = labelled area)
+    operating_point: str = param("best_f1", Choice("best_f1", "area"))
+    blend: str = param("gaussian", Choice("mean", "gaussian"))
+    workers: int = param(1, Range(ge=0))  # Dask worker processes (0: no Dask)
     scheduler: str | None = None
-    tile_rows: int = 4096
-    threads: int = 2
+    tile_rows: int = param(4096, COUNT)
+    threads: int = param(2, COUNT)
 
 
 @dataclass
 class EvaluateParams:
     """Scores on held-out observations."""
 
-    roles: list[str] = field(default_factory=lambda: ["test"])
-    object_overlap: float = 0.3
+    roles: list[str] = param(["test"], Items(*ROLES))
+    object_overlap: float = param(0.3, Range(gt=0, le=1))
 
 
 @dataclass
 class InferParams:
     """Monitoring outputs for observations with role `infer`."""
 
-    min_area_ha: float = 0.2
+    min_area_ha: float = param(0.2, Range(ge=0))
 
 
 @dataclass
@@ -190,7 +298,7 @@ class Params:
     """All of params.yaml."""
 
     source: SourceParams = field(default_factory=SourceParams)
-    bands: list[str] = field(default_factory=lambda: list(EXPORT_DEFAULT))
+    bands: list[str] = param(EXPORT_DEFAULT, Items(*CATALOGUE))
     world: WorldParams = field(default_factory=WorldParams)
     gee: GeeParams = field(default_factory=GeeParams)
     labels: LabelsParams = field(default_factory=LabelsParams)
@@ -204,26 +312,149 @@ class Params:
     infer: InferParams = field(default_factory=InferParams)
 
 
+@cache
+def _hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def _show(value: Any) -> str:
+    """A value as params.yaml spells it (null, true, false) or, for the rest, as Python does."""
+    if value is None or isinstance(value, bool):
+        return "null" if value is None else str(value).lower()
+    return repr(value)
+
+
+@dataclass(frozen=True)
+class Knob:
+    """One leaf field of params.yaml: its dotted key, value type, default and valid values."""
+
+    key: str
+    kind: Any  # int | float | str | bool | list
+    nullable: bool
+    default: Any
+    valid: Spec | None
+
+    def problem(self, value: Any) -> str | None:
+        """Why `value` does not fit ("must be ≥ 1, got 0"), or None when it does."""
+        if value is None and self.nullable:
+            return None
+        if self.kind is bool and not isinstance(value, bool):
+            return f"must be true or false, got {_show(value)}"
+        if self.valid is None or self.valid.accepts(value):
+            return None
+        return f"must be {self.valid}, got {_show(value)}{self.valid.detail(value)}"
+
+    def check(self, value: Any, where: str) -> None:
+        """Raise SandmineError naming this key, `value` and the valid values when `value` does not fit."""
+        problem = self.problem(value)
+        if problem:
+            raise SandmineError(
+                f"'{self.key}' {problem}", where, f"change it, e.g. to its default {self.shown_default}"
+            )
+
+    @property
+    def shown_default(self) -> str:
+        """The default as params.yaml spells it."""
+        return _show(self.default)
+
+    def parse(self, text: str) -> Any:
+        """The value of a command-line option for this field; ValueError says why it does not fit."""
+        try:
+            value = self.kind(text) if self.kind in (int, float) else text
+        except ValueError:
+            raise ValueError(f"must be {'an integer' if self.kind is int else 'a number'}, got {text!r}") from None
+        problem = self.problem(value)
+        if problem:
+            raise ValueError(problem)
+        return value
+
+
+def _section_class(dotted: str) -> tuple[type, str]:
+    """The dataclass that holds key `dotted` (a.b.c) and the dotted path of that section.
+
+    Sections are found from the fields' types, so any depth works (`train.confidence.high`).
+    """
+    cls: Any = Params
+    parents: list[str] = []
+    for part in dotted.split(".")[:-1]:
+        sub = _hints(cls).get(part)
+        if sub is None or not is_dataclass(sub):
+            break
+        cls = sub
+        parents.append(part)
+    return cls, ".".join(parents)
+
+
+def _knob(cls: type, name: str, key: str) -> Knob:
+    f = {f.name: f for f in fields(cls)}[name]
+    hint = _hints(cls)[name]
+    args = typing.get_args(hint) if isinstance(hint, types.UnionType) else ()
+    kind = next(a for a in args if a is not type(None)) if args else typing.get_origin(hint) or hint
+    default = f.default_factory() if callable(f.default_factory) else f.default
+    return Knob(key, kind, type(None) in args, default, f.metadata.get("valid"))
+
+
+def knob(key: str) -> Knob:
+    """The leaf field at dotted `key` (e.g. `predict.stride_px`); KeyError when there is none."""
+    cls, parent = _section_class(key)
+    name = key.rsplit(".", 1)[-1]
+    if parent != key.rpartition(".")[0] or name not in {f.name for f in fields(cls)}:
+        raise KeyError(key)
+    return _knob(cls, name, key)
+
+
+def knobs(cls: type = Params, prefix: str = "") -> Iterator[Knob]:
+    """Every leaf field of the schema, depth first."""
+    for f in fields(cls):
+        sub = _hints(cls)[f.name]
+        if is_dataclass(sub):
+            yield from knobs(sub, f"{prefix}{f.name}.")  # type: ignore[arg-type]
+        else:
+            yield _knob(cls, f.name, f"{prefix}{f.name}")
+
+
+def check_fields(p: Params, where: str) -> None:
+    """Check every field of `p` against the valid values declared beside it.
+
+    Raises:
+        SandmineError: the first field out of range, naming its key, its value and the valid values.
+    """
+    for k in knobs():
+        value: Any = p
+        for part in k.key.split("."):
+            value = getattr(value, part)
+        k.check(value, where)
+
+
+def check_grid(
+    window_px: int,
+    stride_px: int,
+    discard_px: int,
+    where: str,
+    names: tuple[str, str, str] = ("predict.window_px", "predict.stride_px", "predict.discard_px"),
+) -> None:
+    """Refuse a prediction grid with gaps: the kept centre of each window must cover its stride.
+
+    Args:
+        names: how the caller calls window, stride and discard (params keys or command-line options).
+    """
+    if window_px - 2 * discard_px < stride_px:
+        window, stride, discard = names
+        kept = window_px - 2 * discard_px
+        raise SandmineError(
+            f"prediction windows leave gaps: window - 2 * discard = {kept} < stride = {stride_px}",
+            where,
+            f"lower {stride} or {discard}, or raise {window}",
+        )
+
+
 def _valid_keys(cls: type, prefix: str) -> str:
     names = [f.name for f in fields(cls)]
     return f"valid keys under '{prefix}': {', '.join(names)}" if prefix else ", ".join(names)
 
 
-def _section_class(dotted: str) -> tuple[type, str]:
-    """The dataclass that holds key `dotted` (a.b.c) and the dotted path of that section."""
-    cls: Any = Params
-    parents: list[str] = []
-    for part in dotted.split(".")[:-1]:
-        sub = {f.name: f for f in fields(cls)}.get(part)
-        if sub is None or not is_dataclass(sub.default_factory):
-            break
-        cls = sub.default_factory
-        parents.append(part)
-    return cls, ".".join(parents)
-
-
 def load_params(path: str | Path = "params.yaml") -> Params:
-    """Load and validate params.yaml; unknown keys and wrong types name the key.
+    """Load and validate params.yaml; unknown keys, wrong types and values out of range name the key.
 
     Raises:
         SandmineError: the file is missing, not YAML, or does not fit the schema.
@@ -251,68 +482,22 @@ def load_params(path: str | Path = "params.yaml") -> Params:
         ) from exc
     except OmegaConfBaseException as exc:
         raise SandmineError(f"invalid params ({exc})", str(path)) from exc
+    for k in knobs():  # OmegaConf turns 5 or "yes" into true: only true/false are taken as written
+        if k.kind is bool:
+            k.check(OmegaConf.select(user, k.key, default=False), str(path))
     params: Params = OmegaConf.to_object(merged)  # type: ignore[assignment]
+    check_fields(params, str(path))
     _check_values(params, path)
     return params
 
 
 def _check_values(p: Params, path: Path) -> None:
-    """Range and choice checks that a type alone cannot express."""
+    """Rules that tie several fields together (each field's own range is declared beside it)."""
     where = str(path)
-    choices = {
-        "source.kind": (p.source.kind, ["synthetic", "gee", "local"]),
-        "gee.product": (p.gee.product, ["L2A", "L1C"]),
-        "gee.mode": (p.gee.mode, ["batch", "direct"]),
-        "labels.source": (p.labels.source, ["synthetic", "labelbox", "geojson"]),
-        "aoi.rivers": (p.aoi.rivers, ["vector", "water_index"]),
-        "train.loss": (p.train.loss, ["wbce", "dice", "focal"]),
-        "ssl.method": (p.ssl.method, ["none", "moco"]),
-        "predict.blend": (p.predict.blend, ["mean", "gaussian"]),
-    }
-    for key, (choice, valid) in choices.items():
-        if choice not in valid:
-            raise SandmineError(f"'{key}' is '{choice}'", where, f"use one of: {', '.join(valid)}")
-    positive: dict[str, float] = {
-        "aoi.buffer_m": p.aoi.buffer_m,
-        "train.window_px": p.train.window_px,
-        "train.batch_size": p.train.batch_size,
-        "train.epochs": p.train.epochs,
-        "predict.window_px": p.predict.window_px,
-        "predict.stride_px": p.predict.stride_px,
-        "split.n_clusters": p.split.n_clusters,
-        "predict.tile_rows": p.predict.tile_rows,
-        "predict.threads": p.predict.threads,
-    }
-    check_names(p.bands, f"{where}: bands")
-    check_names(p.model.bands, f"{where}: model.bands")
-    bad = [i for i in p.model.indices if i not in INDICES]
-    if bad:
-        raise SandmineError(f"unknown index channel(s) {bad}", f"{where}: model.indices", f"use: {', '.join(INDICES)}")
-    for level, w in vars(p.train.confidence).items():
-        if not 0 < w <= 1:
-            raise SandmineError(f"'train.confidence.{level}' is {w}", where, "use a weight in (0, 1]")
-    for key, value in positive.items():
-        if value <= 0:
-            raise SandmineError(f"'{key}' must be positive, got {value}", where)
-    if p.predict.window_px - 2 * p.predict.discard_px < p.predict.stride_px:
-        raise SandmineError(
-            "prediction windows leave gaps: window_px - 2*discard_px < stride_px",
-            where,
-            "lower 'predict.stride_px' or 'predict.discard_px', or raise 'predict.window_px'",
-        )
+    check_grid(p.predict.window_px, p.predict.stride_px, p.predict.discard_px, where)
     if p.split.val_clusters + p.split.test_clusters >= p.split.n_clusters:
         raise SandmineError(
             "no cluster left for training: val_clusters + test_clusters >= n_clusters",
             where,
             "raise 'split.n_clusters' or hold out fewer clusters",
         )
-    if p.predict.workers < 0:
-        raise SandmineError(f"'predict.workers' is {p.predict.workers}", where, "use 0 (no Dask) or more")
-    if not 0 < p.evaluate.object_overlap <= 1:
-        raise SandmineError(
-            f"'evaluate.object_overlap' is {p.evaluate.object_overlap}", where, "use a fraction in (0, 1]"
-        )
-    if p.train.window_px % 32:
-        raise SandmineError(f"'train.window_px' is {p.train.window_px}; encoders need a multiple of 32", where)
-    if p.predict.window_px % 32:
-        raise SandmineError(f"'predict.window_px' is {p.predict.window_px}; encoders need a multiple of 32", where)

@@ -10,7 +10,9 @@ from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
+import shapely
 from rasterio import features
+from rasterio.warp import transform_bounds
 from shapely.geometry import box, mapping, shape
 from tqdm import tqdm
 
@@ -25,12 +27,20 @@ MINE, BACKGROUND, IGNORE = 1, 0, 255
 
 
 def rasterize(row: LabelRow, grid: Grid, valid: np.ndarray, params: LabelsParams) -> tuple[np.ndarray, list[dict]]:
-    """The uint8 mask (0 not mine, 1 mine, 255 ignore) and features in EPSG:4326.
+    """The (H, W) uint8 mask (0 not mine, 1 mine, 255 ignore) and features in EPSG:4326.
 
     Polygons are clipped to the image; those wholly outside are reported in `row.problems`.
+    Class names match `params.mine_classes` / `ignore_classes` in any case. `params.all_touched`
+    picks the pixel rule (false: pixels whose centre lies inside; true: every pixel touched).
+
+    Raises:
+        SandmineError: every polygon of the row lies outside the image (a CRS or axis-order
+            mistake, not an observation without mines).
     """
     frame = box(*grid.bounds)
-    mine_shapes, ignore_shapes, feats = [], [], []
+    mine_classes = {c.lower() for c in params.mine_classes}
+    ignore_classes = {c.lower() for c in params.ignore_classes}
+    mine_shapes, ignore_shapes, feats, outside = [], [], [], 0
     for k, ann in enumerate(row.annotations):
         geom = (
             pixels_to_map(ann.geometry, grid.transform)
@@ -40,11 +50,12 @@ def rasterize(row: LabelRow, grid: Grid, valid: np.ndarray, params: LabelsParams
         clipped = geom.intersection(frame)
         if clipped.is_empty:
             row.problems.append(f"object {k} ({ann.cls}) lies outside the image; skipped")
+            outside += 1
             continue
-        if ann.cls in params.mine_classes:
+        if ann.cls.lower() in mine_classes:
             mine_shapes.append(clipped)
             cls = "mine"
-        elif ann.cls in params.ignore_classes:
+        elif ann.cls.lower() in ignore_classes:
             ignore_shapes.append(clipped)
             cls = "ignore"
         else:
@@ -53,21 +64,53 @@ def rasterize(row: LabelRow, grid: Grid, valid: np.ndarray, params: LabelsParams
         feats.append(
             {
                 "type": "Feature",
-                "properties": {"class": cls, "confidence": ann.confidence},
+                "properties": {"class": cls, "confidence": ann.confidence.lower()},
                 "geometry": mapping(to_crs(clipped, grid.crs, "EPSG:4326")),
             }
         )
+    if row.annotations and outside == len(row.annotations):
+        raise _all_outside(row, grid, params)
     shape = (grid.height, grid.width)
     mask = np.zeros(shape, np.uint8)
+    touched = params.all_touched
     if mine_shapes:
-        features.rasterize([(g, MINE) for g in mine_shapes], out=mask, transform=grid.transform)
+        features.rasterize([(g, MINE) for g in mine_shapes], out=mask, transform=grid.transform, all_touched=touched)
     if ignore_shapes:
-        features.rasterize([(g, IGNORE) for g in ignore_shapes], out=mask, transform=grid.transform)
+        features.rasterize(
+            [(g, IGNORE) for g in ignore_shapes], out=mask, transform=grid.transform, all_touched=touched
+        )
     mask[~valid] = IGNORE
     has_mines = bool(mine_shapes)
     if row.activity is not None and (row.activity == "yes") != has_mines:
         row.problems.append(f"'mine activity' answer is '{row.activity}' but {len(mine_shapes)} mine polygons")
     return mask, feats
+
+
+def _all_outside(row: LabelRow, grid: Grid, params: LabelsParams) -> SandmineError:
+    """The error for a row whose polygons all miss the image, with both extents to compare."""
+    n = len(row.annotations)
+    where = f"observation '{row.obs_id}', labels.source: {params.source}"
+    if params.source == "geojson":
+        where += f" ({Path(params.folder) / row.obs_id}.geojson)"
+    if all(a.in_pixels for a in row.annotations):
+        return SandmineError(
+            f"all {n} label polygon(s) lie outside the image ({grid.height} x {grid.width} px)",
+            where,
+            "check that the labelled image is this observation's (data row global_key = obs_id)",
+        )
+    labels = tuple(shapely.total_bounds([a.geometry for a in row.annotations]))
+    image = transform_bounds(grid.crs, "EPSG:4326", *grid.bounds)
+    return SandmineError(
+        f"all {n} label polygon(s) lie outside the image: labels span {_fmt(labels)} as lon/lat, "
+        f"the image {_fmt(image)}",
+        where,
+        "check the CRS: coordinates must be [lon, lat] in EPSG:4326 (not [lat, lon]), or the file must name its "
+        "CRS in a 'crs' member (e.g. metres in EPSG:3857 or UTM saved without one)",
+    )
+
+
+def _fmt(bounds: tuple[float, ...]) -> str:
+    return "(" + ", ".join(f"{v:.6g}" for v in bounds) + ")"
 
 
 def pull(
@@ -96,7 +139,8 @@ def pull(
         path = images_dir / rec["file"]
         grid = read_grid(path)
         mask, feats = rasterize(row, grid, read_valid(path), params)
-        write_text(out_dir / f"{obs_id}.geojson", json.dumps({"type": "FeatureCollection", "features": feats}) + "\n")
+        doc = {"type": "FeatureCollection", "all_touched": params.all_touched, "features": feats}
+        write_text(out_dir / f"{obs_id}.geojson", json.dumps(doc) + "\n")
         write_cog(
             out_dir / f"{obs_id}.tif", mask, grid, ["label"], {"values": "0=not mine,1=mine,255=ignore"}, nodata=None
         )
@@ -140,23 +184,27 @@ def confidence_weights(geojson: Path, grid: Grid, weights: dict[str, float]) -> 
     """(H, W) float32 loss weights: a mine polygon's pixels weigh `weights[confidence]`, others 1.
 
     None when every weight is 1 (nothing to weigh). Where polygons overlap, the lower weight wins.
+    Pixels follow the rule the mask was drawn with (the file's `all_touched` member, written by
+    `pull`), so a low-confidence polygon's edge pixels are never mine at full weight.
     """
     if all(w == 1.0 for w in weights.values()):
         return None
     try:
-        feats = json.loads(geojson.read_text())["features"]
+        doc = json.loads(geojson.read_text())
+        feats = doc["features"]
     except (OSError, ValueError, KeyError) as exc:
         raise SandmineError(
             f"cannot read label polygons ({exc})", str(geojson), "re-run the annotate-pull stage"
         ) from exc
+    touched = bool(doc.get("all_touched", False))
     shapes = []
     for f in feats:
         if f["properties"].get("class") != "mine":
             continue
-        w = weights.get(str(f["properties"].get("confidence", "high")), 1.0)
+        w = weights.get(str(f["properties"].get("confidence", "high")).lower(), 1.0)
         if w != 1.0:
             shapes.append((to_crs(shape(f["geometry"]), "EPSG:4326", grid.crs), w))
     out = np.ones((grid.height, grid.width), np.float32)
     for geom, w in sorted(shapes, key=lambda s: -s[1]):  # lowest weight drawn last
-        features.rasterize([(geom, w)], out=out, transform=grid.transform)
+        features.rasterize([(geom, w)], out=out, transform=grid.transform, all_touched=touched)
     return out

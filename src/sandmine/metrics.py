@@ -74,13 +74,15 @@ class Histogram:
         return float(f1[k]), float(thresholds[k])
 
     def summary(self, threshold: float, prefix: str = "") -> dict[str, float]:
-        """The flat metrics written to metrics/*.json."""
+        """The flat metrics written to metrics/*.json; precision, recall, F1 and IoU at `threshold`."""
         at = self.at(threshold)
         best, best_t = self.best_f1()
         total = int(self.pos.sum() + self.neg.sum())
         out = {
             "ap": self.average_precision(),
-            "f1_at_0.5" if threshold == 0.5 else f"f1_at_{threshold}": at["f1"],
+            "threshold": threshold,
+            "f1": at["f1"],  # at the operating threshold
+            "f1_at_0.5": self.at(0.5)["f1"],  # the uncalibrated cut, for comparison with earlier runs
             "precision": at["precision"],
             "recall": at["recall"],
             "iou": at["iou"],
@@ -102,15 +104,19 @@ class Objects:
 
     A labelled mine is found when predicted pixels cover at least `overlap` of its area; a
     predicted object is correct when at least `overlap` of it lies on labelled mine (or on
-    ignore pixels, which no prediction is blamed for). Predicted objects smaller than
-    `min_pixels` are dropped first, as the polygons are. Pixel metrics punish imprecise
-    boundaries; these count what a user of the map sees: which mines were found.
+    ignore pixels, which no prediction is blamed for). `min_pixels` is the map's minimum
+    mapping unit, applied to both sides: predicted objects smaller than it are dropped first, as
+    the polygons are, and labelled mines smaller than it (slivers, fragments cut by the scene
+    edge or by ignore pixels) are not counted for recall, since no map with that unit can show
+    them; `recall_all` counts them too. Pixel metrics punish imprecise boundaries; these count
+    what a user of the map sees: which mines were found.
     """
 
     def __init__(self, overlap: float, min_pixels: int = 1) -> None:
         self.overlap = overlap
         self.min_pixels = min_pixels
         self.truth = self.found = self.predicted = self.correct = 0
+        self.truth_all = self.found_all = 0  # labelled mines below the mapping unit included
 
     def add(self, pred: np.ndarray, truth: np.ndarray, ignore: np.ndarray | None = None) -> dict[str, int]:
         """Count one observation's objects; returns its counts. All arrays (H, W) bool."""
@@ -126,16 +132,19 @@ class Objects:
             small[0] = False
             pred = pred & ~small[plab]
             plab, n_pred = ndimage.label(pred, eight)
-        tlab, n_truth = ndimage.label(truth, eight)
-        found = correct = 0
-        if n_truth:
-            cover = ndimage.mean(pred, tlab, np.arange(1, n_truth + 1))
-            found = int(np.sum(np.asarray(cover) >= self.overlap - 1e-12))
+        tlab, n_all = ndimage.label(truth, eight)
+        found = correct = found_all = n_truth = 0
+        if n_all:
+            hit = np.asarray(ndimage.mean(pred, tlab, np.arange(1, n_all + 1))) >= self.overlap - 1e-12
+            mappable = np.bincount(tlab.ravel(), minlength=n_all + 1)[1:] >= self.min_pixels
+            found_all, n_truth, found = int(hit.sum()), int(mappable.sum()), int((hit & mappable).sum())
         if n_pred:
             on_mine = ndimage.mean(truth | ignore, plab, np.arange(1, n_pred + 1))
             correct = int(np.sum(np.asarray(on_mine) >= self.overlap - 1e-12))
         self.truth += n_truth
         self.found += found
+        self.truth_all += n_all
+        self.found_all += found_all
         self.predicted += n_pred
         self.correct += correct
         return {"truth": n_truth, "found": found, "predicted": n_pred, "correct": correct}
@@ -150,5 +159,7 @@ class Objects:
             "f1": f1,
             "labelled": self.truth,
             "predicted": self.predicted,
+            "recall_all": self.found_all / self.truth_all if self.truth_all else float("nan"),
+            "labelled_below_mapping_unit": self.truth_all - self.truth,
         }
         return {f"{prefix}{k}": v for k, v in out.items()}

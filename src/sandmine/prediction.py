@@ -206,7 +206,7 @@ def _predict_file(
                 row[c0:c1] |= m
             return prepare(raw)  # raw is ours: normalised in place when there are no index channels
 
-        with CogWriter(dst, out_grid, "uint8", "mine_probability", all_tags) as out:
+        with CogWriter(dst, out_grid, "uint8", "mine_probability", all_tags, resampling="average") as out:
             if g.height < s.window or g.width < s.window:
                 raw = reader.read_rows(0, g.height)
                 prob = predict(model, prepare(raw.copy()), s)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal, get_args
 
 import numpy as np
 import rasterio
@@ -13,14 +15,17 @@ import rasterio.windows
 import shapely
 from pyproj import Transformer
 from rasterio.crs import CRS
-from rasterio.enums import MaskFlags
+from rasterio.enums import MaskFlags, Resampling
 from rasterio.errors import RasterioIOError
 from rasterio.transform import Affine, from_origin
 from shapely.affinity import affine_transform
 from shapely.geometry.base import BaseGeometry
 
+from sandmine.bands import CATALOGUE, Conversion, file_units
 from sandmine.errors import SandmineError
 from sandmine.files import atomic_path
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -83,6 +88,25 @@ def grid_for_bounds(bounds_4326: tuple[float, float, float, float], res_m: float
     )
 
 
+OverviewResampling = Literal["mode", "nearest", "average"]
+"""How a COG's overviews summarise blocks of pixels: `mode` (the most frequent value) and `nearest` keep
+class values; `average` is for continuous values (reflectance, backscatter, probabilities)."""
+
+
+def _cog_options(dtype: str, resampling: OverviewResampling) -> dict[str, object]:
+    """GDAL COG-driver creation options shared by every COG the pipeline writes."""
+    if resampling not in get_args(OverviewResampling):
+        raise ValueError(f"overview resampling {resampling!r} is not one of {get_args(OverviewResampling)}")
+    return {
+        "compress": "DEFLATE",
+        "predictor": 2 if np.dtype(dtype).kind in "iu" else 3,
+        "blocksize": 256,
+        # GDAL's default for the COG driver is cubic, which invents classes (0/1/255 reads back 127)
+        "overview_resampling": resampling.upper(),
+        "BIGTIFF": "IF_SAFER",
+    }
+
+
 def write_cog(
     path: str | Path,
     data: np.ndarray,
@@ -91,11 +115,15 @@ def write_cog(
     tags: dict[str, str] | None = None,
     nodata: float | None = None,
     scales: list[float] | None = None,
+    resampling: OverviewResampling = "mode",
 ) -> None:
     """Write (C, H, W) or (H, W) `data` as a tiled, compressed COG, atomically.
 
     Band descriptions name each band so readers select bands by name, not position;
     `scales` (value = stored × scale) lets integer files carry physical units.
+    `resampling` builds the overviews: the default `mode` keeps a mask's classes (each overview pixel
+    is the most frequent class below it, so areas look right zoomed out); pass `average` for
+    reflectance, backscatter and probabilities. Nodata pixels are left out of both.
     """
     arr = data[None] if data.ndim == 2 else data
     if arr.shape[1:] != (grid.height, grid.width):
@@ -108,11 +136,8 @@ def write_cog(
         "dtype": arr.dtype.name,
         "crs": grid.crs,
         "transform": grid.transform,
-        "compress": "DEFLATE",
-        "predictor": 2 if arr.dtype.kind in "iu" else 3,
-        "blocksize": 256,
         "nodata": nodata,
-        "BIGTIFF": "IF_SAFER",
+        **_cog_options(arr.dtype.name, resampling),
     }
     with atomic_path(path) as tmp:
         with rasterio.open(tmp, "w", **profile) as dst:
@@ -144,10 +169,15 @@ def read_grid(path: str | Path) -> Grid:
 class ImageReader:
     """An open image whose named bands are read a block of rows at a time (float32, NaN nodata).
 
+    Values come in export units (reflectance 0–1, dB): a band's scale/offset tags are applied, and
+    reflectance or dB bands without a scale tag have their units decided once per file from the data
+    type and a sample of values (`bands.file_units`): Sentinel-2 digital numbers become reflectance and
+    Sentinel-1 linear power becomes dB, with one log line naming the file and what was done.
     Use as a context manager; `read_image` reads everything at once through it.
 
     Raises:
-        SandmineError: unreadable file, no CRS, unnamed bands, or a requested band missing.
+        SandmineError: unreadable file, no CRS, unnamed bands, a requested band missing, or values in
+            units that are neither (e.g. an 8-bit rendering).
     """
 
     def __init__(self, path: str | Path, bands: list[str] | None = None) -> None:
@@ -180,12 +210,21 @@ class ImageReader:
         self._idx = idx
         self._scale = np.array([src.scales[i] for i in idx], np.float32)[:, None, None]
         self._offset = np.array([src.offsets[i] for i in idx], np.float32)[:, None, None]
+        try:
+            units = _file_units(src, names, self.path)
+        except RasterioIOError as exc:
+            src.close()
+            raise SandmineError(f"cannot read pixels ({exc})", self.path, "re-export it") from exc
+        except BaseException:
+            src.close()
+            raise
+        self._convert = [(k, units[i]) for k, i in enumerate(idx) if i in units]
         self.bands = [names[i] for i in idx]
         self.grid = Grid(src.crs, src.transform, src.height, src.width)
         self.tags = dict(src.tags())
 
     def read_rows(self, row0: int, row1: int, col0: int = 0, col1: int | None = None) -> np.ndarray:
-        """(C, row1 - row0, col1 - col0) float32 in physical units, NaN where there is no data."""
+        """(C, row1 - row0, col1 - col0) float32 in export units, NaN where there is no data."""
         col1 = self.grid.width if col1 is None else col1
         window = rasterio.windows.Window(col0, row0, col1 - col0, row1 - row0)
         src, bands = self._src, [i + 1 for i in self._idx]
@@ -201,6 +240,8 @@ class ImageReader:
                         data[k][raw[k] == v] = np.nan
             elif any(MaskFlags.per_dataset in src.mask_flag_enums[i] for i in self._idx):
                 data[:, src.read_masks(bands[0], window=window) == 0] = np.nan
+            for k, conversion in self._convert:
+                conversion.apply(data[k], raw[k])
         except RasterioIOError as exc:
             raise SandmineError(f"cannot read pixels ({exc})", self.path, "re-export it") from exc
         return data
@@ -215,6 +256,79 @@ class ImageReader:
         self.close()
 
 
+SAMPLE_PX = 256  # a file's units are decided from at most SAMPLE_PX² pixels per band
+_DN_TAGS = ("BOA_ADD_OFFSET", "RADIO_ADD_OFFSET")  # ESA's names (MTD_MSIL2A.xml / MTD_MSIL1C.xml)
+
+
+def _file_units(src: rasterio.DatasetReader, names: list[str], where: str) -> dict[int, Conversion]:
+    """Per band index, how values become export units, for reflectance and dB bands without a scale."""
+    todo = [
+        i
+        for i, n in enumerate(names)
+        if n in CATALOGUE and CATALOGUE[n].unit in ("reflectance", "dB") and src.scales[i] == 1.0
+    ]
+    if not todo:
+        return {}  # the pipeline's own images carry scales: they are read exactly as before
+    samples = _sample(src, todo)
+    tags = {k.upper(): v for k, v in src.tags().items()}
+    quantification = _number(tags.get("BOA_QUANTIFICATION_VALUE") or tags.get("QUANTIFICATION_VALUE")) or 10_000.0
+    offsets = {}
+    for i in todo:
+        if CATALOGUE[names[i]].unit == "reflectance" and src.offsets[i] == 0:
+            offset = _dn_offset(tags, {k.upper(): v for k, v in src.tags(i + 1).items()}, names[i])
+            if offset:
+                offsets[names[i]] = offset
+    units, message = file_units(
+        {names[i]: s for i, s in zip(todo, samples)}, src.dtypes[todo[0]], where, offsets, quantification
+    )
+    if message:
+        log.info("%s: %s", where, message)
+    return {i: units[names[i]] for i in todo if names[i] in units}
+
+
+def _sample(src: rasterio.DatasetReader, idx: list[int]) -> list[np.ndarray]:
+    """Valid values (scale and offset applied; an integer file's 0s left out) of bands `idx`, sampled.
+
+    From an overview or a decimated read where the file has overviews or is small, else from 8 × 8
+    windows of 32 px spread over it: a few blocks per band, never the whole of a large raster.
+    """
+    bands, h, w = [i + 1 for i in idx], src.height, src.width
+    if src.overviews(bands[0]) or h * w <= SAMPLE_PX * SAMPLE_PX:
+        shape = (len(bands), min(h, SAMPLE_PX), min(w, SAMPLE_PX))
+        reads = [src.read(bands, out_shape=shape, resampling=Resampling.nearest, masked=True)]
+    else:
+        size = 32
+        rows = np.linspace(0, max(h - size, 0), 8).astype(int)
+        cols = np.linspace(0, max(w - size, 0), 8).astype(int)
+        win = [rasterio.windows.Window(int(c), int(r), min(size, w), min(size, h)) for r in rows for c in cols]
+        reads = [src.read(bands, window=x, masked=True) for x in win]
+    integer = np.dtype(src.dtypes[idx[0]]).kind in "iu"
+    out = []
+    for k, i in enumerate(idx):
+        raw = np.concatenate([np.ma.compressed(r[k]) for r in reads])
+        if integer:
+            raw = raw[raw != 0]  # 0 is nodata in Sentinel-2 digital numbers
+        values = raw.astype(np.float64) * src.scales[i] + src.offsets[i]
+        out.append(values[np.isfinite(values)])
+    return out
+
+
+def _dn_offset(tags: dict[str, str], band_tags: dict[str, str], name: str) -> float | None:
+    """The digital-number offset a file records for band `name`: a band tag, then `BOA_ADD_OFFSET_B02`-style
+    or `BOA_ADD_OFFSET_B2`-style file tags, then one file tag for all bands."""
+    code = name if name == "B8A" else f"B{int(name[1:]):02d}"
+    found = [band_tags.get(t) for t in _DN_TAGS]
+    found += [tags.get(f"{t}_{b}") for t in _DN_TAGS for b in (code, name)] + [tags.get(t) for t in _DN_TAGS]
+    return _number(next((v for v in found if v), None))
+
+
+def _number(text: str | None) -> float | None:
+    try:
+        return float(text) if text else None
+    except ValueError:
+        return None
+
+
 def read_image(path: str | Path, bands: list[str] | None = None) -> Image:
     """Read an image, optionally only the named bands, as float32 with NaN for nodata.
 
@@ -225,18 +339,34 @@ def read_image(path: str | Path, bands: list[str] | None = None) -> Image:
         return Image(reader.read_rows(0, reader.grid.height), reader.bands, reader.grid, reader.tags)
 
 
+def has_valid_pixel(path: str | Path, rows: int = 256) -> bool:
+    """Whether any band of an image has data anywhere (read a block of rows at a time, stopping early)."""
+    with ImageReader(path) as reader:
+        h = reader.grid.height
+        return any(np.isfinite(reader.read_rows(r, min(r + rows, h))).any() for r in range(0, h, rows))
+
+
 class CogWriter:
     """Write a single-band raster a block of rows at a time, ending as a COG (atomically).
 
     Rows go to a tiled GeoTIFF beside the target; `close()` adds overviews by copying it to a
     COG (GDAL streams the copy), then renames. Memory stays at one block of rows.
+    `resampling` builds the overviews as in `write_cog`: `mode` (default) for classes, `average`
+    for probabilities.
     """
 
     def __init__(
-        self, path: str | Path, grid: Grid, dtype: str, band_name: str, tags: dict[str, str] | None = None
+        self,
+        path: str | Path,
+        grid: Grid,
+        dtype: str,
+        band_name: str,
+        tags: dict[str, str] | None = None,
+        resampling: OverviewResampling = "mode",
     ) -> None:
         self.path = Path(path)
         self.grid = grid
+        self._cog_options = _cog_options(dtype, resampling)
         self._tmp = self.path.with_name(f".tmp-{self.path.name}.rows.tif")
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._dst = rasterio.open(
@@ -267,9 +397,7 @@ class CogWriter:
         self._dst.close()
         try:
             with atomic_path(self.path) as out:
-                rasterio.shutil.copy(
-                    self._tmp, out, driver="COG", compress="DEFLATE", predictor=2, blocksize=256, BIGTIFF="IF_SAFER"
-                )
+                rasterio.shutil.copy(self._tmp, out, driver="COG", **self._cog_options)
         finally:
             self._tmp.unlink(missing_ok=True)
 

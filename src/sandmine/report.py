@@ -1,4 +1,4 @@
-"""Pictures: overlays, previews, the split map, the confusion matrix and time series plots."""
+"""Pictures: overlays, previews, the split map, the confusion matrix, reliability and time series plots."""
 
 from __future__ import annotations
 
@@ -139,7 +139,25 @@ def confusion(tp: int, fp: int, fn: int, tn: int, threshold: float, path: Path) 
             )
     ax.set_xticks([0, 1], ["not mine", "mine"])
     ax.set_yticks([0, 1], ["not mine", "mine"])
-    ax.set_xlabel(f"predicted (probability ≥ {threshold})")
+    ax.set_xlabel(f"predicted (probability ≥ {threshold:.3f})")
     ax.set_ylabel("labelled")
     ax.set_title("pixels in the AOI")
+    save_png(fig, path)
+
+
+def reliability(bins: list[dict[str, float]], ece: float, path: Path) -> None:
+    """Reliability diagram: mine fraction against mean predicted probability per bin, pixel counts below."""
+    fig, (ax, bx) = plt.subplots(2, 1, figsize=(4.6, 5.2), sharex=True, gridspec_kw={"height_ratios": [3, 1]})
+    ax.plot([0, 1], [0, 1], color="0.6", lw=1, ls="--", label="perfectly calibrated")
+    ax.plot([b["predicted"] for b in bins], [b["observed"] for b in bins], "o-", color="tab:red", label="model")
+    ax.set_ylabel("fraction of pixels that are mine")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_title(f"reliability in the AOI (ECE {ece:.3f})")
+    ax.legend(loc="upper left", fontsize=8)
+    centres = [(b["bin_lo"] + b["bin_hi"]) / 2 for b in bins]
+    bx.bar(centres, [b["pixels"] for b in bins], width=0.09, color="0.5")
+    bx.set_yscale("log")
+    bx.set_xlabel("predicted probability")
+    bx.set_ylabel("pixels")
     save_png(fig, path)

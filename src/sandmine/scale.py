@@ -65,7 +65,7 @@ def join_tiles(job: Job, parts: list[str]) -> str:
     grid = read_grid(job.src)
     with rasterio.open(parts[0]) as first:
         tags = first.tags()
-    with CogWriter(job.dst, grid, "uint8", "mine_probability", tags) as out:
+    with CogWriter(job.dst, grid, "uint8", "mine_probability", tags, resampling="average") as out:
         row = 0
         for part in parts:
             with rasterio.open(part) as ds:

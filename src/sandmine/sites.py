@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import io
 import json
 import re
 from dataclasses import dataclass
@@ -52,7 +53,7 @@ def read_sites(path: str | Path) -> dict[str, Site]:
     if not path.exists():
         raise SandmineError("sites file not found", where, "create it (see README, 'Sites and observations')")
     try:
-        doc = json.loads(path.read_text())
+        doc = json.loads(path.read_text(encoding="utf-8-sig"))  # a BOM, as some editors write it
     except json.JSONDecodeError as exc:
         raise SandmineError(f"not valid JSON ({exc})", where) from exc
     sites: dict[str, Site] = {}
@@ -93,21 +94,65 @@ def read_manifest(path: str | Path) -> list[dict]:
         return list(csv.DictReader(fh))
 
 
+def read_user_csv(path: Path, columns: list[str]) -> list[tuple[int, dict[str, str]]]:
+    """(line number, row) of a CSV a user made, e.g. in Excel: a UTF-8 BOM, spaces around header
+    names and rows of empty cells are accepted; another separator or too few columns is an error.
+
+    Raises:
+        SandmineError: the file is not UTF-8, lacks a column, is `;`- or tab-separated (names the
+            separator), or a row has fewer fields than the header (names the line).
+    """
+    where = str(path)
+    try:
+        text = path.read_text(encoding="utf-8-sig")  # Excel's "CSV UTF-8" starts with a BOM
+    except UnicodeDecodeError as exc:
+        raise SandmineError(
+            f"not UTF-8 text ({exc})", where, "save it as 'CSV UTF-8 (Comma delimited)' (Excel) or as UTF-8"
+        ) from exc
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    reader.fieldnames = [name.strip() for name in reader.fieldnames or []]
+    missing = [c for c in columns if c not in reader.fieldnames]
+    if missing:
+        header = ",".join(reader.fieldnames)
+        sep = next((s for s in (";", "\t", "|") if s in header and "," not in header), None)
+        if sep is not None:
+            name = "tab" if sep == "\t" else f"'{sep}'"
+            raise SandmineError(
+                f"the file is {name}-separated (header {header!r}); columns must be separated by ','",
+                where,
+                "save it comma-separated (Excel: 'CSV UTF-8 (Comma delimited)', or set the list separator to ',')",
+            )
+        raise SandmineError(
+            f"missing column(s) {missing} (header has {reader.fieldnames})",
+            where,
+            f"the first line must name the columns: {','.join(columns)}",
+        )
+    rows = []
+    for row in reader:
+        line = reader.line_num
+        if all(not (v or "").strip() for k, v in row.items() if k is not None):
+            continue  # a row of empty cells, as spreadsheets leave below the data
+        short = [c for c in columns if row.get(c) is None]
+        if short:
+            raise SandmineError(
+                f"line has {len(columns) - len(short)} of {len(columns)} columns (no {short})",
+                f"{where}: line {line}",
+                "give every row a value for each column of the header",
+            )
+        rows.append((line, row))
+    return rows
+
+
 def read_observations(path: str | Path, sites: dict[str, Site]) -> list[Observation]:
     """Read `data/observations.csv` (obs_id, site_id, date, role), checked against sites."""
     path = Path(path)
     where = str(path)
     if not path.exists():
         raise SandmineError("observations file not found", where)
-    with path.open(newline="") as fh:
-        reader = csv.DictReader(fh)
-        missing = {"obs_id", "site_id", "date", "role"} - set(reader.fieldnames or [])
-        if missing:
-            raise SandmineError(f"missing column(s) {sorted(missing)}", where)
-        rows = list(reader)
+    rows = read_user_csv(path, ["obs_id", "site_id", "date", "role"])
     out: list[Observation] = []
     seen: set[str] = set()
-    for line, row in enumerate(rows, start=2):
+    for line, row in rows:
         at = f"{where}: line {line}"
         obs_id = _safe_id(row["obs_id"].strip(), at, "obs_id")
         site_id = row["site_id"].strip()

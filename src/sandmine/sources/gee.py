@@ -305,7 +305,16 @@ def finalise(raw: Path, dst: Path, s: ExportSettings, tags: dict[str, str]) -> N
             "widen gee.window_days or pick another date (the observation selector helps)",
         )
     scales = [SCALES[CATALOGUE[b].unit] for b in bands]
-    write_cog(dst, data.astype(np.int16), grid, bands, {"source": "gee", **tags}, nodata=NODATA, scales=scales)
+    write_cog(
+        dst,
+        data.astype(np.int16),
+        grid,
+        bands,
+        {"source": "gee", **tags},
+        nodata=NODATA,
+        scales=scales,
+        resampling="average",
+    )
 
 
 def download(uris: list[str], folder: Path) -> Path:

@@ -10,17 +10,26 @@ converts digital numbers to reflectance with the product's quantification value 
 
 from __future__ import annotations
 
+import json
 import re
 import xml.etree.ElementTree as ET
+from dataclasses import fields
 from pathlib import Path
 
 import numpy as np
 import rasterio
+from pyproj import CRS as PyprojCRS
+from pyproj.exceptions import CRSError
 from rasterio.warp import Resampling, reproject
+from shapely import make_valid
+from shapely.geometry import MultiPolygon, Polygon, shape
+from shapely.geometry.base import BaseGeometry
+from shapely.ops import unary_union
 
 from sandmine.bands import CATALOGUE
+from sandmine.config import ConfidenceParams
 from sandmine.errors import SandmineError
-from sandmine.raster import Grid
+from sandmine.raster import Grid, to_crs
 from sandmine.sources.labelbox import Annotation, LabelRow
 
 _BAND_FILE = re.compile(r"_(B\d[\dA])(?:_(\d+)m)?\.jp2$")
@@ -126,14 +135,24 @@ def _resample(src: np.ndarray, src_grid: Grid, dst: np.ndarray, grid: Grid) -> N
     )
 
 
+_GEOMETRY_TYPES = {"Point", "MultiPoint", "LineString", "MultiLineString", "Polygon", "MultiPolygon",
+                   "GeometryCollection"}  # fmt: skip
+_SAVE_AS = "save it as GeoJSON (e.g. QGIS: Export > Save Features As… > GeoJSON)"
+
+
 def geojson_labels(path: Path, obs_id: str) -> LabelRow:
-    """Polygons of one observation from a GeoJSON file in any CRS, as a label row in EPSG:4326.
+    """Polygons of one observation from a GeoJSON file, as a label row in EPSG:4326 lon/lat.
 
-    Each feature's `class` (or `label`) property names its class (default `mine`) and an
-    optional `confidence` (low/medium/high) is carried through.
+    Accepts a FeatureCollection, a bare list of features or a single Feature (features with or
+    without `"type": "Feature"`). The legacy `crs` member (as QGIS and ogr2ogr write it) names the
+    CRS; without it coordinates are EPSG:4326 [lon, lat] (RFC 7946). Property keys and values are
+    case-insensitive: `class` (or `label`, default `mine`) and `confidence` (one of
+    `ConfidenceParams`, default `high`). Points and lines are skipped with a problem line.
+
+    Raises:
+        SandmineError: the file is empty or not GeoJSON, a feature or its CRS is unreadable, or a
+            confidence is unknown (names the file and the feature index).
     """
-    import geopandas as gpd
-
     if path.exists() and path.stat().st_size == 0:
         raise SandmineError(
             "label file is empty",
@@ -141,31 +160,108 @@ def geojson_labels(path: Path, obs_id: str) -> LabelRow:
             "write a GeoJSON FeatureCollection (with no features if there is no mining), or remove the file",
         )
     try:
-        frame = gpd.read_file(path)
-    except Exception as exc:  # noqa: BLE001 - any reader error is the user's file
-        raise SandmineError(
-            f"not a readable vector file ({exc})", str(path), "save it as GeoJSON (e.g. from QGIS) with its CRS"
-        ) from exc
+        doc = json.loads(path.read_text(encoding="utf-8-sig"))  # a BOM from Windows tools is harmless
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise SandmineError(f"not valid JSON ({exc})", str(path), _SAVE_AS) from exc
+    crs = _geojson_crs(doc, path)
+    confidences = [f.name for f in fields(ConfidenceParams)]
     row = LabelRow(obs_id, "done")
-    if frame.empty:
-        return row
-    if frame.crs is None:
-        raise SandmineError(
-            "label file has no CRS", str(path), "save it with its CRS (GeoJSON without one must be EPSG:4326 lon/lat)"
-        )
-    frame = frame.to_crs("EPSG:4326")
-    for k, rec in enumerate(frame.itertuples()):
-        geom = rec.geometry
-        cls = str(getattr(rec, "class", None) or getattr(rec, "label", None) or "mine")
-        conf = str(getattr(rec, "confidence", None) or "high")
-        if geom is None or geom.is_empty:
+    for k, feat in enumerate(_geojson_features(doc, path)):
+        if not isinstance(feat, dict) or feat.get("type", "Feature") not in ("Feature", *_GEOMETRY_TYPES):
+            raise SandmineError(f"feature {k} is not a GeoJSON Feature ({str(feat)[:60]})", str(path), _SAVE_AS)
+        bare = feat.get("type") in _GEOMETRY_TYPES  # a geometry standing in for a feature
+        geometry = feat if bare else feat.get("geometry")
+        raw = {} if bare else feat.get("properties") or {}
+        if not isinstance(raw, dict):
+            raise SandmineError(f"feature {k} has properties that are not an object", str(path), _SAVE_AS)
+        props = {str(key).strip().lower(): v for key, v in raw.items()}
+        cls = str(props.get("class") or props.get("label") or "mine").strip().lower()
+        conf = str(props.get("confidence") or "high").strip().lower()
+        if conf not in confidences:
+            raise SandmineError(
+                f"feature {k} has unknown confidence '{props.get('confidence')}'",
+                str(path),
+                f"use one of {', '.join(confidences)} (any case), or leave it out for high",
+            )
+        if not geometry:
             row.problems.append(f"feature {k} has no geometry; skipped")
             continue
-        if not geom.is_valid:
-            geom = geom.buffer(0)
+        try:
+            geom = shape(geometry)
+        except Exception as exc:  # noqa: BLE001 - any shapely error is the user's geometry
+            raise SandmineError(
+                f"feature {k} has a geometry that is not valid GeoJSON ({exc})", str(path), _SAVE_AS
+            ) from exc
+        kind = geom.geom_type
+        if kind in ("Point", "MultiPoint", "LineString", "MultiLineString"):
+            row.problems.append(f"feature {k} is a {kind}, not a polygon; skipped")
+            continue
+        polygons = _polygons(geom)
+        if kind == "GeometryCollection" and len(polygons) < len(_parts(geom)):
+            n = len(_parts(geom)) - len(polygons)
+            row.problems.append(f"feature {k} is a GeometryCollection: its {n} non-polygon part(s) skipped")
+        if polygons and not all(p.is_valid for p in polygons):
+            polygons = [q for p in polygons for q in _polygons(make_valid(p))]  # unlike buffer(0), keeps both lobes
             row.problems.append(f"feature {k} was self-intersecting; repaired")
+        polygons = [p for p in polygons if p.area > 0]
+        if not polygons:
+            row.problems.append(f"feature {k} has no polygon with area; skipped")
+            continue
+        geom = polygons[0] if len(polygons) == 1 else MultiPolygon(polygons)
+        if not geom.is_valid:  # overlapping parts of a multi-polygon or collection
+            geom = unary_union(polygons)
+        if crs != "EPSG:4326":
+            geom = to_crs(geom, crs, "EPSG:4326")
         row.annotations.append(Annotation(cls, geom, conf, in_pixels=False))
     return row
+
+
+def _geojson_crs(doc: object, path: Path) -> str:
+    """The CRS named by a GeoJSON document's legacy `crs` member; EPSG:4326 without one (RFC 7946)."""
+    member = doc.get("crs") if isinstance(doc, dict) else None
+    if not member:
+        return "EPSG:4326"
+    props = member.get("properties") if isinstance(member, dict) else None
+    props = props if isinstance(props, dict) else {}
+    name = props.get("name") or (f"EPSG:{props['code']}" if "code" in props else None)  # 2008 spec: type EPSG
+    try:
+        crs = PyprojCRS.from_user_input(str(name))
+    except CRSError as exc:
+        raise SandmineError(
+            f"unknown CRS {name or json.dumps(member)!r} in the 'crs' member",
+            str(path),
+            'name it as QGIS does ({"type": "name", "properties": {"name": "EPSG:32644"}}), '
+            "or save the file in EPSG:4326 without a 'crs' member",
+        ) from exc
+    if crs.equals(PyprojCRS("OGC:CRS84")) or crs.to_epsg() == 4326:
+        return "EPSG:4326"  # read [lon, lat] either way, as GDAL writes it
+    return crs.to_wkt()
+
+
+def _geojson_features(doc: object, path: Path) -> list:
+    """The features of a FeatureCollection (typed or not), a bare list, or a single Feature/geometry."""
+    if isinstance(doc, list):
+        return doc
+    if isinstance(doc, dict):
+        if "features" in doc:
+            if not isinstance(doc["features"], list):
+                raise SandmineError("'features' is not a list", str(path), _SAVE_AS)
+            return doc["features"]
+        if "geometry" in doc or doc.get("type") in ("Feature", *_GEOMETRY_TYPES):
+            return [doc]
+    raise SandmineError("not a GeoJSON FeatureCollection, list of features or Feature", str(path), _SAVE_AS)
+
+
+def _parts(geom: BaseGeometry) -> list[BaseGeometry]:
+    """The simple geometries inside `geom`, collections and multi-geometries flattened."""
+    if hasattr(geom, "geoms"):
+        return [p for g in geom.geoms for p in _parts(g)]
+    return [geom]
+
+
+def _polygons(geom: BaseGeometry) -> list[Polygon]:
+    """The non-empty polygons inside `geom` (a collection keeps its polygon parts)."""
+    return [p for p in _parts(geom) if isinstance(p, Polygon) and not p.is_empty]
 
 
 def write_image(path: Path, data: np.ndarray, bands: list[str], grid: Grid, tags: dict[str, str]) -> None:
@@ -174,7 +270,7 @@ def write_image(path: Path, data: np.ndarray, bands: list[str], grid: Grid, tags
     from sandmine.sources.stored import NODATA, store
 
     stored, scales = store(data, bands)
-    write_cog(path, stored, grid, bands, tags, nodata=NODATA, scales=scales)
+    write_cog(path, stored, grid, bands, tags, nodata=NODATA, scales=scales, resampling="average")
 
 
 def import_observation(folder: Path, obs_id: str, bands: list[str], grid: Grid) -> tuple[np.ndarray, str]:

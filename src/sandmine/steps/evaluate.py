@@ -8,16 +8,16 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from sandmine import labels as labels_mod
-from sandmine import report
+from sandmine import calibration, report
 from sandmine.config import Params
 from sandmine.files import fresh_dir, round_metrics, write_json, write_text
 from sandmine.metrics import Histogram, Objects, level
-from sandmine.raster import read_grid, read_image, read_mask
+from sandmine.raster import read_image, read_mask
 from sandmine.steps.common import read_split
-from sandmine.steps.predicting import predict_all
+from sandmine.steps.predicting import predict_all, threshold
+from sandmine.steps.scoring import read_scored
 
-CLUSTER_KEYS = ("ap", "best_f1", "iou", "mine_fraction", "observations")
+CLUSTER_KEYS = ("ap", "best_f1", "f1", "f1_at_0.5", "iou", "mine_fraction", "observations")
 
 
 def run(
@@ -42,18 +42,15 @@ def run(
     fresh_dir(out_dir)
     fresh_dir(plots_dir / "overlays")
     predict_all(p, model_path, [(images / f"{r['obs_id']}.tif", out_dir / f"{r['obs_id']}.tif") for r in rows])
-    thr = p.predict.threshold
+    thr = threshold(p, model_path)
     in_aoi, scene, truth = Histogram(), Histogram(), Histogram()
     clusters: dict[str, Histogram] = defaultdict(Histogram)
     objects = None
     per_obs = []
     for r in tqdm(rows, desc="score", unit="obs"):
         obs_id = r["obs_id"]
-        grid = read_grid(images / f"{obs_id}.tif")
-        q = read_mask(out_dir / f"{obs_id}.tif", grid)
-        label = read_mask(labels / f"{obs_id}.tif", grid)
-        aoi = read_mask(aois / f"{obs_id}.tif", grid) > 0
-        known = label != labels_mod.IGNORE
+        s = read_scored(obs_id, out_dir, images, labels, aois)
+        grid, q, label, aoi, known = s.grid, s.q, s.label, s.aoi, s.known
         if objects is None:
             objects = Objects(p.evaluate.object_overlap, max(1, round(p.infer.min_area_ha / grid.pixel_area_ha)))
         h = Histogram()
@@ -97,9 +94,9 @@ def run(
         if per_obs
         else float("nan"),
         "clusters": {
-            f"c{c}": {k: v for k, v in h.summary(thr).items() if k in CLUSTER_KEYS or k.startswith("f1_at")}
-            for c, h in sorted(clusters.items())
+            f"c{c}": {k: v for k, v in h.summary(thr).items() if k in CLUSTER_KEYS} for c, h in sorted(clusters.items())
         },
+        "aoi_ece": calibration.expected_calibration_error(in_aoi),
     }
     out["random_ap"] = out["aoi_mine_fraction"]  # AP of a random scorer = positive fraction
     if truth.pos.sum():
@@ -110,6 +107,12 @@ def run(
         f"{t:.4f},{pr:.5f},{rc:.5f}" for t, pr, rc in zip(thresholds, precision, recall)
     ]
     write_text(plots_dir / "pr_curve.csv", "\n".join(lines) + "\n")
+    bins = calibration.reliability(in_aoi)
+    lines = ["bin,predicted,observed,pixels"] + [
+        f"{b['bin_lo']:.1f}-{b['bin_hi']:.1f},{b['predicted']:.5f},{b['observed']:.5f},{b['pixels']}" for b in bins
+    ]
+    write_text(plots_dir / "reliability.csv", "\n".join(lines) + "\n")
+    report.reliability(bins, out["aoi_ece"], plots_dir / "reliability.png")
     cols = [
         "ap",
         "f1",

@@ -8,10 +8,12 @@ import json
 import shutil
 from pathlib import Path
 
+from shapely.geometry import box
+
 from sandmine.config import Params
 from sandmine.errors import SandmineError
 from sandmine.files import atomic_path, fresh_dir, write_text
-from sandmine.raster import grid_for_bounds
+from sandmine.raster import grid_for_bounds, has_valid_pixel, read_grid, to_crs
 from sandmine.sites import Observation, Site, read_observations, read_sites
 
 
@@ -26,13 +28,40 @@ def run(
         fresh_dir(previews_dir)
     if p.source.kind == "gee":
         _gee(p, sites, observations, images_dir, source_dir)
-        return
-    if p.source.kind == "local":
+    elif p.source.kind == "local":
         _local(p, sites, observations, images_dir, source_dir)
-        return
-    from sandmine.sources.synthetic.world import export as synthetic_export
+    else:
+        from sandmine.sources.synthetic.world import export as synthetic_export
 
-    synthetic_export(sites, observations, p.bands, p.world, images_dir, source_dir, previews_dir)
+        synthetic_export(sites, observations, p.bands, p.world, images_dir, source_dir, previews_dir)
+    _check_valid(p, sites, observations, images_dir, sites_path)
+
+
+def _check_valid(p: Params, sites: dict[str, Site], observations: list[Observation], images: Path, at: Path) -> None:
+    """Stop when an exported image has no valid pixel: the site is not where its images are (e.g. lat/lon
+    swapped, or images of another place), which would otherwise pass as a clean negative."""
+    empty = [o for o in sorted(observations, key=lambda o: o.obs_id) if not has_valid_pixel(images / f"{o.obs_id}.tif")]
+    if not empty:
+        return
+    found = []
+    for o in empty:
+        w, s, e, n = sites[o.site_id].geometry.bounds
+        text = f"'{o.obs_id}' (site '{o.site_id}' at lon {w:.4f}…{e:.4f}, lat {s:.4f}…{n:.4f}"
+        user = Path(p.source.images_dir).expanduser() / f"{o.obs_id}.tif"
+        if p.source.kind == "local" and user.is_file():
+            g = read_grid(user)
+            w, s, e, n = to_crs(box(*g.bounds), g.crs, "EPSG:4326").bounds
+            text += f"; {user.name} covers lon {w:.4f}…{e:.4f}, lat {s:.4f}…{n:.4f}"
+        found.append(text + ")")
+    cover = {
+        "local": f"the images in 'source.images_dir' ({p.source.images_dir}) cover the site",
+        "gee": "Earth Engine has Sentinel-2/1 images of the site within 'gee.window_days' of the date",
+    }.get(p.source.kind, "the site lies inside the world")
+    raise SandmineError(
+        f"exported image of observation {'; '.join(found)} has no valid pixel",
+        str(at),
+        f"check that the site's coordinates are [lon, lat] (GeoJSON order, not lat/lon) and that {cover}",
+    )
 
 
 def _gee(p: Params, sites: dict[str, Site], observations: list[Observation], images: Path, source: Path) -> None:

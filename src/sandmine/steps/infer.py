@@ -21,7 +21,7 @@ from sandmine.files import fresh_dir, round_metrics, write_json, write_text
 from sandmine.metrics import level
 from sandmine.raster import Grid, read_image, read_mask, write_cog
 from sandmine.steps.common import read_split
-from sandmine.steps.predicting import predict_all
+from sandmine.steps.predicting import predict_all, threshold
 from sandmine.vectorize import class_polygons, polygons
 
 
@@ -43,7 +43,7 @@ def run(
     fresh_dir(out_dir)
     fresh_dir(plots_dir)
     predict_all(p, model_path, [(images / f"{r['obs_id']}.tif", out_dir / f"{r['obs_id']}.tif") for r in rows])
-    thr = p.predict.threshold
+    thr = threshold(p, model_path)
     by_site: dict[str, list[dict]] = defaultdict(list)
     synthetic = False
     for r in tqdm(rows, desc="monitor", unit="obs"):
@@ -99,6 +99,7 @@ def run(
                 grid,
                 ["mine_probability"],
                 {"site_id": site, "dates": dates, "scale": "probability = value / 255"},
+                resampling="average",
             )
             mask = monitoring.clean(median >= level(thr), max(1, round(p.infer.min_area_ha / grid.pixel_area_ha)))
             feats = polygons(
@@ -125,6 +126,7 @@ def run(
             {
                 "observations": n_obs,
                 "sites": len(by_site),
+                "threshold": thr,
                 "polygons": sum(len(o["features"]) for v in by_site.values() for o in v),
                 "mined_area_ha": sum(o["area_ha"] for v in by_site.values() for o in v),
                 "median_mined_area_ha": sum(medians.values()),

@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
-from sandmine import prediction, scale
+import torch
+
+from sandmine import calibration, prediction, scale
+from sandmine.calibration import DEFAULT_THRESHOLD
 from sandmine.config import Params
+from sandmine.errors import SandmineError
+
+log = logging.getLogger(__name__)
 
 
 def stitch(p: Params) -> prediction.Stitch:
@@ -24,3 +31,20 @@ def predict_all(p: Params, model_path: Path, jobs: list[tuple[Path, Path]]) -> N
         p.predict.tile_rows,
         p.predict.threads,
     )
+
+
+def threshold(p: Params, model_path: Path) -> float:
+    """The threshold that maps are cut at: `predict.threshold` when set, else the checkpoint's
+    operating threshold for `predict.operating_point` (chosen on the val split by the train stage)."""
+    if p.predict.threshold is not None:
+        return p.predict.threshold
+    try:
+        ckpt = torch.load(model_path, map_location="cpu", weights_only=True)
+    except FileNotFoundError as exc:
+        raise SandmineError("checkpoint not found", str(model_path), "run the train stage first") from exc
+    value = calibration.stored_threshold(ckpt, p.predict.operating_point, str(model_path))
+    if value is None:
+        log.warning("%s has no operating threshold (older checkpoint): using %s", model_path, DEFAULT_THRESHOLD)
+        return DEFAULT_THRESHOLD
+    log.info("operating threshold %.3f (%s, chosen on the val split)", value, p.predict.operating_point)
+    return value

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import asdict
@@ -13,14 +14,17 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from sandmine import classical, models, training
+from sandmine import calibration, classical, models, prediction, training
 from sandmine.bands import channels, read_names
 from sandmine.config import Params
 from sandmine.files import atomic_path, round_metrics, write_json
 from sandmine.labels import confidence_weights
+from sandmine.metrics import Histogram
 from sandmine.models import baselines, pretrained
 from sandmine.raster import read_grid
 from sandmine.steps.common import read_split, scene
+from sandmine.steps.predicting import stitch
+from sandmine.steps.scoring import read_scored
 
 log = logging.getLogger(__name__)
 
@@ -114,10 +118,42 @@ def run(
             "train": {k: (vars(v) if hasattr(v, "__dataclass_fields__") else v) for k, v in vars(p.train).items()},
         }
     )
+    meta["thresholds"], calib = calibrate(p, model, meta, images, labels, aois, [s.obs_id for s in val])
     with atomic_path(model_out) as tmp:
         torch.save(models.save_checkpoint(model, meta), tmp)
     # timings are measurements of this machine, not results: kept apart from the reproducible metrics
     write_json(timing, round_metrics({"train_s": train_s, "epoch_s": summary.pop("epoch_s", train_s)}))
+    summary.update(calib)
     summary["parameters"] = sum(t.numel() for t in model.parameters())
     summary["trainable_parameters"] = sum(t.numel() for t in model.parameters() if t.requires_grad)
     write_json(metrics, round_metrics(summary))
+
+
+def calibrate(
+    p: Params, model: torch.nn.Module, meta: dict, images: Path, labels: Path, aois: Path, val_ids: list[str]
+) -> tuple[dict[str, float], dict[str, float]]:
+    """The operating threshold of each `calibration.METHODS` on the validation observations, and scores.
+
+    The observations are predicted exactly as evaluate predicts test observations (stitched,
+    streamed from the image COGs, `predict.*` stitching), so the threshold transfers.
+    """
+    hist = Histogram()
+    with tempfile.TemporaryDirectory(prefix="sandmine-calibrate-") as tmp:
+        for obs_id in val_ids:
+            prediction.predict_file(model, meta, images / f"{obs_id}.tif", Path(tmp) / f"{obs_id}.tif", stitch(p))
+            s = read_scored(obs_id, Path(tmp), images, labels, aois)
+            hist.add(s.q, s.label == 1, s.aoi & s.known)
+    if hist.pos.sum() == 0:
+        log.warning("no mine pixel in the val observations %s: operating thresholds left at 0.5", val_ids)
+        thresholds = dict.fromkeys(calibration.METHODS, 0.5)
+    else:
+        thresholds = {m: calibration.operating_threshold(hist, m) for m in calibration.METHODS}
+    out: dict[str, float] = {"val_pixel_ap": hist.average_precision(), "val_best_f1": hist.best_f1()[0]}
+    out["val_ece"] = calibration.expected_calibration_error(hist)
+    for method, thr in thresholds.items():
+        tp, fp, fn, _ = hist.counts(thr)
+        out[f"val_threshold_{method}"] = thr
+        out[f"val_f1_{method}"] = hist.at(thr)["f1"]
+        out[f"val_area_ratio_{method}"] = (tp + fp) / max(tp + fn, 1)  # predicted / labelled mined area
+        log.info("operating point %s: threshold %.3f, val F1 %.3f", method, thr, out[f"val_f1_{method}"])
+    return thresholds, out

@@ -117,7 +117,7 @@ def _write_image(path: Path, pixels: np.ndarray, names: list[str], grid: Grid, o
         "recipe": RECIPE,
         "note": "SYNTHETIC: rendered by sandmine's embedded world, not real imagery",
     }
-    write_cog(path, stored, grid, names, tags, nodata=NODATA, scales=scales)
+    write_cog(path, stored, grid, names, tags, nodata=NODATA, scales=scales, resampling="average")
 
 
 def _preview(pixels: np.ndarray, names: list[str], truth: np.ndarray, row: dict, grid: Grid, path: Path) -> None:
