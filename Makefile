@@ -2,16 +2,17 @@
 SHELL := /bin/bash
 ENV := source scripts/env.sh &&
 
-.PHONY: help repro test lint sweep lock
+.PHONY: help repro test lint sweep bench-env lock
 help:
-	@echo "make repro   set up the environment, run the pipeline (dvc repro), show the metrics"
-	@echo "make test    set up the environment, run lint and the whole test suite"
-	@echo "make lint    ruff and mypy only"
-	@echo "make sweep   queue encoder x decoder experiments, run them, show the table"
-	@echo "make lock    re-pin requirements.lock from pyproject.toml (needs the registries)"
+	@echo "make repro     set up the environment, run the pipeline (dvc repro), print the first numbers"
+	@echo "make test      set up the environment, run lint and the whole test suite"
+	@echo "make lint      ruff and mypy only"
+	@echo "make sweep     queue encoder x decoder experiments, run them, show the table"
+	@echo "make bench-env the benches' own environment (adds requirements-bench.lock: torchgeo, Lightning)"
+	@echo "make lock      re-pin requirements.lock and requirements-bench.lock from pyproject.toml"
 
 repro:
-	$(ENV) dvc repro && dvc metrics show
+	$(ENV) dvc repro && python scripts/summary.py
 
 test:
 	$(ENV) ruff check src stages tests bench && ruff format --check src stages tests bench && mypy && python -m pytest
@@ -22,8 +23,20 @@ lint:
 sweep:
 	$(ENV) bash scripts/sweep.sh
 
+bench-env:
+	SANDMINE_BENCH=1 $(ENV) python -c "import torchgeo; print('bench environment:', torchgeo.__name__, torchgeo.__version__)" \
+	  && echo 'activate it with: SANDMINE_BENCH=1 source scripts/env.sh'
+
+# base lock from .[dev]; the bench lock is what .[bench] adds on top of it, resolved against the base pins
+LOCK := /tmp/sandmine-lock
 lock:
-	python3.11 -m venv /tmp/sandmine-lock && /tmp/sandmine-lock/bin/pip install -q -e ".[dev,bench]" \
-	  && { echo "# Exact versions for reproducible numbers. Regenerate: make lock"; \
-	       /tmp/sandmine-lock/bin/pip freeze --exclude-editable | grep -vi '^sandmine'; \
-	       /tmp/sandmine-lock/bin/pip list --format=freeze | grep -i '^setuptools=='; } > requirements.lock
+	rm -rf $(LOCK) && python3.11 -m venv $(LOCK) && $(LOCK)/bin/pip install -q -e ".[dev]" \
+	  && $(LOCK)/bin/pip freeze --exclude-editable | grep -vi '^sandmine' > $(LOCK)/base.txt \
+	  && { echo "# Exact versions for reproducible numbers: runtime + dev (make repro, make test). Regenerate: make lock"; \
+	       echo "# (after changing pyproject.toml). The bench extra is pinned apart in requirements-bench.lock."; \
+	       cat $(LOCK)/base.txt; $(LOCK)/bin/pip list --format=freeze | grep -i '^setuptools=='; } > requirements.lock \
+	  && $(LOCK)/bin/pip install -q -c $(LOCK)/base.txt -e ".[dev,bench]" \
+	  && { echo "# Exact versions of the bench extra (torchgeo and the Lightning stack it pulls in), installed on top of"; \
+	       echo "# requirements.lock into an environment of its own by \`make bench-env\`. Regenerate: make lock"; \
+	       $(LOCK)/bin/pip freeze --exclude-editable | grep -vi '^sandmine' | grep -vxFf $(LOCK)/base.txt; } \
+	     > requirements-bench.lock

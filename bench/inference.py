@@ -8,12 +8,14 @@
   DataLoader, mean-stitched into an in-memory array, then written;
 - naive: a loop that reads one window, predicts it and writes it, 160 px / stride 100.
 
+    make bench-env && SANDMINE_BENCH=1 source scripts/env.sh   # torchgeo lives in the bench environment only
     python bench/inference.py [--size 2048] [--model models/model.pt]
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import sys
 import tempfile
 import time
@@ -121,6 +123,9 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=2048)
     ap.add_argument("--threads", type=int, default=2)
     a = ap.parse_args()
+    if importlib.util.find_spec("torchgeo") is None:
+        sys.exit("torchgeo is not installed: it is in the bench extra only (requirements-bench.lock). Run\n"
+                 "  make bench-env && SANDMINE_BENCH=1 source scripts/env.sh\nthen this script again.")  # fmt: skip
     torch.set_num_threads(a.threads)
     p = load_params("params.yaml")
     model, ckpt = models.load_checkpoint(a.model)

@@ -1,19 +1,42 @@
-"""The map report renders in a real browser: headless Chromium loads it with no network and
-every layer (imagery, probability, polygons, change) is drawn."""
+"""The map report in a real browser: headless Chromium (Debian's, driven by Playwright) opens the
+page from a file:// URL with the network blocked; every layer draws, a polygon click opens its
+popup, the date switch swaps the layers, and no request leaves the page unless the basemap is on.
 
+`SANDMINE_MAP_SCREENSHOT=/tmp/sandmine-map.png pytest tests/test_webmap.py -k screenshot` keeps the picture.
+"""
+
+from __future__ import annotations
+
+import os
 import re
 import shutil
-import subprocess
+from pathlib import Path
+from urllib.parse import urlparse
 
 import numpy as np
 import pytest
 from PIL import Image
+from playwright.sync_api import sync_playwright
 from rasterio.crs import CRS
 from rasterio.transform import from_origin
+from scipy import ndimage
+from shapely.geometry import Point, shape
 
 from sandmine import monitoring, webmap
-from sandmine.raster import Grid
+from sandmine.errors import SandmineError
+from sandmine.raster import Grid, grid_for_bounds, to_crs
 from sandmine.vectorize import class_polygons, polygons
+
+DATES = ["2025-11-15", "2026-04-10"]
+# mines as (row0, row1, col0, col1) per date: A grows, B is abandoned, C stays, D is new
+MINES = {
+    DATES[0]: [(150, 185, 60, 120), (140, 170, 200, 240), (200, 230, 300, 350)],
+    DATES[1]: [(150, 195, 60, 150), (200, 230, 300, 350), (130, 160, 250, 290)],
+}
+CHROMIUM_ARGS = [
+    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync",
+]  # fmt: skip
 
 
 def _chromium() -> str:
@@ -23,89 +46,264 @@ def _chromium() -> str:
     return exe
 
 
-def _report(tmp_path, synthetic=True):
-    grid = Grid(CRS.from_epsg(32644), from_origin(500_000, 2_800_000, 10, 10), 200, 300)
+def _scene(rng: np.random.Generator, shape_: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """A river scene: fields, a meandering river with sand bars on both banks. (H, W, 3) RGB, sand mask."""
+    h, w = shape_
+    rows, cols = np.mgrid[0:h, 0:w]
+    centre = 170 + 25 * np.sin(cols / 60.0)
+    d = np.abs(rows - centre)
+    fields = ndimage.gaussian_filter(rng.uniform(0, 1, (h, w)), 6)
+    rgb = np.dstack([0.25 + 0.2 * fields, 0.35 + 0.15 * fields, 0.15 + 0.08 * fields])  # crops and soil
+    sand = (d < 70) & (d >= 18)
+    rgb[sand] = [0.78, 0.72, 0.58]
+    rgb[d < 18] = [0.12, 0.22, 0.32]  # water
+    rgb += rng.normal(0, 0.02, rgb.shape)
+    return np.clip(rgb, 0, 1), sand
+
+
+def _report(tmp_path: Path, synthetic: bool = True) -> tuple[Path, dict]:
+    grid = grid_for_bounds((84.16, 24.89, 84.20, 24.92))  # the Son at Dehri, UTM 45N, 10 m
     rng = np.random.default_rng(0)
     obs = []
-    for i, date in enumerate(["2025-11-15", "2026-04-10"]):
-        q = np.zeros((200, 300), np.uint8)
-        q[50:90, 60 : 110 + 40 * i] = 230
-        mask = q >= 128
-        feats = polygons(q / 255.0, grid, 0.5, 0.2, {"site_id": "son_a", "date": date})
+    for date in DATES:
+        rgb, _ = _scene(rng, (grid.height, grid.width))
+        prob = np.zeros((grid.height, grid.width))
+        for r0, r1, c0, c1 in MINES[date]:
+            prob[r0:r1, c0:c1] = 0.9
+            rgb[r0:r1, c0:c1] = [0.55, 0.5, 0.42]  # disturbed, wetter sand
+        prob = np.clip(ndimage.gaussian_filter(prob, 2) + rng.normal(0, 0.03, prob.shape), 0, 1)
+        q = np.rint(prob * 255).astype(np.uint8)
+        mask = monitoring.clean(q >= 128, 20)
+        feats = polygons(np.where(mask, q / 255.0, 0.0), grid, 0.5, 0.2, {"site_id": "son_dehri", "date": date})
+        feats = [{**f, "properties": {**f["properties"], "obs_id": f"son_dehri_{date}"}} for f in feats]
         obs.append(
             {
-                "obs_id": f"son_a_{date}",
-                "site_id": "son_a",
+                "obs_id": f"son_dehri_{date}",
+                "site_id": "son_dehri",
                 "date": date,
                 "grid": grid,
                 "q": q,
                 "mask": mask,
                 "features": feats,
                 "area_ha": sum(f["properties"]["area_ha"] for f in feats),
-                "rgb": rng.uniform(0, 1, (200, 300, 3)),
+                "rgb": rgb,
             }
         )
     classes = monitoring.change(obs[0]["mask"], obs[1]["mask"])
-    feats = class_polygons(classes, grid, monitoring.CHANGE_NAMES, 0.2, {"site_id": "son_a"})
-    changes = [{"site_id": "son_a", "from": obs[0]["date"], "to": obs[1]["date"], "features": feats,
-                "new": 0.0, "expanded": 16.0, "abandoned": 0.0}]  # fmt: skip
+    feats = class_polygons(classes, grid, monitoring.CHANGE_NAMES, 0.2, {"site_id": "son_dehri"})
+    feats = [{**f, "properties": {**f["properties"], "from": DATES[0], "to": DATES[1]}} for f in feats]
+    ha = {n: float((classes == k).sum()) * grid.pixel_area_ha for k, n in monitoring.CHANGE_NAMES.items()}
+    changes = [{"site_id": "son_dehri", "from": DATES[0], "to": DATES[1], "features": feats, **ha}]
+    median = monitoring.temporal_median([o["q"] for o in obs])
+    median_feats = polygons(median / 255.0, grid, 0.5, 0.2, {"dates": "/".join(DATES)})
     path = tmp_path / "map.html"
-    webmap.map_report({"son_a": obs}, changes, {"son_a": 24.0}, synthetic, path)
-    return path
+    medians = {"son_dehri": sum(f["properties"]["area_ha"] for f in median_feats)}
+    webmap.map_report({"son_dehri": obs}, changes, medians, synthetic, path, {"son_dehri": median_feats})
+    return path, {"obs": obs, "changes": feats}
 
 
-def _dom(path, tmp_path):
-    res = subprocess.run(
-        [_chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=10000",
-         f"--user-data-dir={tmp_path / 'profile'}", "--dump-dom", path.as_uri()],
-        capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
-    assert res.returncode == 0, res.stderr[-2000:]
-    body = re.search(r"<body([^>]*)>", res.stdout)
-    assert body, res.stdout[:500]
-    return dict(re.findall(r'data-([a-z-]+)="([^"]*)"', body.group(1))), res.stdout
+@pytest.fixture(scope="module")
+def browser():
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=_chromium(), args=CHROMIUM_ARGS)
+        yield b
+        b.close()
 
 
-def test_all_layers_render_in_chromium(tmp_path):
-    path = _report(tmp_path)
-    html = path.read_text()
-    assert "http://" not in html and "https://" not in html  # self-contained: opens offline
-    attrs, dom = _dom(path, tmp_path)
-    assert attrs["ready"] == "1"
-    assert attrs["images-ok"] == "4" and attrs["images-failed"] == "0"  # imagery + probability, 2 dates
-    assert attrs["polygons"] == "2"  # one mine per date
-    assert attrs["visible-polygons"] == "1"  # only the selected (latest) date is shown
-    assert int(attrs["change-polygons"]) >= 1
-    assert "synthetic-banner" in dom and "SYNTHETIC DATA" in dom
+class Page:
+    """A page in a fresh context with every http(s) request blocked and recorded."""
+
+    def __init__(self, browser, path: Path) -> None:
+        self.context = browser.new_context(viewport={"width": 1400, "height": 900})
+        self.requests: list[str] = []
+        self.blocked: list[str] = []
+        self.errors: list[str] = []
+        self.context.route(re.compile(r"^https?://"), self._block)
+        self.page = self.context.new_page()
+        self.page.on("request", lambda r: self.requests.append(r.url))
+        self.page.on("pageerror", lambda e: self.errors.append(str(e)))
+        self.page.goto(path.as_uri())
+        self.page.wait_for_selector("body[data-ready='1']", timeout=30_000)
+
+    def _block(self, route) -> None:
+        self.blocked.append(route.request.url)
+        route.abort()
+
+    def attr(self, name: str) -> str:
+        return self.page.evaluate(f"document.body.dataset.{name}")
+
+    def click_lonlat(self, lon: float, lat: float) -> None:
+        x, y = self.page.evaluate(
+            """([lat, lon]) => { const p = sandmine.map.latLngToContainerPoint([lat, lon]);
+                 const r = document.getElementById('map').getBoundingClientRect();
+                 return [p.x + r.left, p.y + r.top]; }""",
+            [lat, lon],
+        )
+        self.page.mouse.click(x, y)
+
+    def zoom_to_site(self) -> None:
+        self.page.click("a.zoom[data-site='son_dehri']")
+        self.page.wait_for_timeout(400)  # fitBounds animates
+
+    def close(self) -> None:
+        self.context.close()
 
 
-def test_polygons_and_banner_are_drawn(tmp_path):
-    path = _report(tmp_path)
-    shot = tmp_path / "shot.png"
-    res = subprocess.run(
-        [_chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=5000",
-         "--hide-scrollbars", f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1000,1400",
-         f"--screenshot={shot}", path.as_uri()],
-        capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
-    assert res.returncode == 0, res.stderr[-2000:]
+@pytest.fixture
+def report(tmp_path):
+    return _report(tmp_path)
+
+
+@pytest.fixture
+def page(browser, report):
+    pg = Page(browser, report[0])
+    yield pg
+    pg.close()
+
+
+def _inside_only(feature: dict, others: list[dict]) -> tuple[float, float]:
+    """A lon/lat point inside `feature` and in none of `others` (clicks must hit it, not a layer above)."""
+    geom = shape(feature["geometry"])
+    for other in others:
+        geom = geom.difference(shape(other["geometry"]))
+    p = geom.buffer(-0.00005).representative_point() if not geom.buffer(-0.00005).is_empty else geom.centroid
+    return p.x, p.y
+
+
+def test_all_layers_render_in_chromium(page, report):
+    _, truth = report
+    latest = truth["obs"][-1]
+    assert page.attr("imagesOk") == "4" and page.attr("imagesFailed") == "0"  # imagery + probability, 2 dates
+    assert page.attr("polygons") == str(sum(len(o["features"]) for o in truth["obs"]))
+    p = page.page
+    assert p.locator(".leaflet-image-layer").count() == 2  # the latest date's imagery and probability
+    paths = p.locator(".leaflet-overlay-pane path.leaflet-interactive").count()
+    assert paths == len(latest["features"]) + len(truth["changes"])
+    control = p.locator(".leaflet-control-layers").inner_text()
+    for label in ("No basemap", "OpenStreetMap", "Imagery", "Mine probability", "Mine polygons", "Change", "median"):
+        assert label in control
+    assert p.locator(".leaflet-control-scale-line").inner_text().strip().endswith(("m", "km"))
+    assert p.locator("svg.chart circle.point").count() == 2  # area over time, one point per date
+    assert "SYNTHETIC DATA" in p.locator("#synthetic-banner").inner_text()
+    assert "Leaflet 1.9.4" in p.locator("meta[name=generator]").get_attribute("content")
+    assert not page.errors
+
+
+def test_polygon_click_opens_its_popup_with_the_area(page, report):
+    _, truth = report
+    latest = truth["obs"][-1]
+    page.zoom_to_site()
+    mine = max(latest["features"], key=lambda f: f["properties"]["area_ha"])
+    page.click_lonlat(*_inside_only(mine, truth["changes"]))
+    popup = page.page.wait_for_selector(".leaflet-popup-content", timeout=5000).inner_text()
+    assert f"{mine['properties']['area_ha']:.2f} ha" in popup
+    assert str(mine["properties"]["mean_prob"]) in popup and DATES[1] in popup
+    new = next(f for f in truth["changes"] if f["properties"]["change"] == "new")
+    page.click_lonlat(*_inside_only(new, []))
+    page.page.wait_for_function("document.querySelector('.leaflet-popup-content').innerText.includes('new mining')")
+    popup = page.page.inner_text(".leaflet-popup-content")
+    assert f"{new['properties']['area_ha']:.2f} ha" in popup and DATES[0] in popup
+    assert not page.errors
+
+
+def test_the_date_switch_swaps_imagery_and_polygons(page, report):
+    _, truth = report
+    p = page.page
+    before = p.locator(".leaflet-image-layer").first.get_attribute("src")
+    p.check(f"input.date[value='{DATES[0]}']")
+    assert p.locator(".leaflet-image-layer").count() == 2
+    assert p.locator(".leaflet-image-layer").first.get_attribute("src") != before
+    paths = p.locator(".leaflet-overlay-pane path.leaflet-interactive").count()
+    assert paths == len(truth["obs"][0]["features"])  # no change layer before the first date
+    assert not page.errors
+
+
+def test_no_request_leaves_the_page_unless_the_basemap_is_on(page):
+    page.zoom_to_site()
+    page.page.check("input.date[value='2025-11-15']")
+    assert {urlparse(u).scheme for u in page.requests} <= {"file", "data"}, page.requests
+    assert not page.blocked
+    page.page.get_by_text("OpenStreetMap (online)").click()  # the optional basemap: blocked here, as offline
+    page.page.wait_for_timeout(500)
+    assert page.blocked and all("tile.openstreetmap.org" in u for u in page.blocked)
+    assert not page.errors  # failed tiles leave the map blank, nothing breaks
+    assert page.page.locator(".leaflet-image-layer").count() == 2
+
+
+def test_screenshot_shows_imagery_polygons_change_and_banner(page, report, tmp_path):
+    page.zoom_to_site()
+    mine = max(report[1]["obs"][-1]["features"], key=lambda f: f["properties"]["area_ha"])
+    page.click_lonlat(*_inside_only(mine, report[1]["changes"]))  # what a click shows, in the picture
+    page.page.wait_for_selector(".leaflet-popup-content")
+    page.page.wait_for_timeout(500)  # the popup fades in
+    shot = tmp_path / "map.png"
+    page.page.screenshot(path=str(shot))
+    if os.environ.get("SANDMINE_MAP_SCREENSHOT"):
+        shutil.copy(shot, os.environ["SANDMINE_MAP_SCREENSHOT"])
     px = np.asarray(Image.open(shot).convert("RGB")).reshape(-1, 3).astype(int)
-    banner = (np.abs(px - [187, 0, 0]).sum(axis=1) < 30).sum()
-    polygon_edge = (np.abs(px - [255, 220, 0]).sum(axis=1) < 40).sum()
-    expanded = (np.abs(px - [255, 136, 0]).sum(axis=1) < 60).sum()
-    assert banner > 1000, "red synthetic-data banner not drawn"
-    assert polygon_edge > 50, "polygon outlines not drawn"
-    assert expanded > 50, "change layer not drawn"
+    near = lambda rgb, tol: int((np.abs(px - rgb).sum(axis=1) < tol).sum())  # noqa: E731
+    assert near([187, 0, 0], 30) > 1000, "red synthetic-data banner not drawn"
+    assert near([255, 220, 0], 40) > 50, "mine polygon outlines not drawn"
+    assert near([200, 184, 148], 40) > 5000, "imagery (sand bars) not drawn"
+    assert near([238, 0, 0], 90) + near([255, 136, 0], 90) > 200, "change polygons not drawn"
+
+
+def test_a_broken_layer_is_reported(browser, report, tmp_path):
+    path = report[0]
+    text = path.read_text()
+    data = text.index("id='sandmine-data'")  # past Leaflet's own inlined icons
+    start = text.index("data:image/png;base64,", data) + len("data:image/png;base64,")
+    path.write_text(text[:start] + "AAAA" + text[start + 4 :])  # corrupt the first imagery layer
+    pg = Page(browser, path)
+    try:
+        assert pg.attr("imagesFailed") == "1" and pg.attr("imagesOk") == "3"
+        assert "failed to load" in pg.page.inner_text("#warning")
+    finally:
+        pg.close()
 
 
 def test_no_banner_for_real_data(tmp_path):
-    assert "synthetic-banner" not in _report(tmp_path, synthetic=False).read_text()
+    assert "synthetic-banner" not in _report(tmp_path, synthetic=False)[0].read_text()
 
 
-def test_a_broken_layer_is_reported(tmp_path):
-    path = _report(tmp_path)
-    html = path.read_text()
-    start = html.index("src='data:image/png;base64,") + len("src='data:image/png;base64,")
-    path.write_text(html[:start] + "AAAA" + html[start + 4 :])  # corrupt the first image
-    attrs, _ = _dom(path, tmp_path)
-    assert attrs["images-failed"] == "1" and attrs["images-ok"] == "3"
+def test_the_page_names_no_address_but_the_optional_basemap(report):
+    text = report[0].read_text()
+    js, css, _ = webmap.leaflet_assets()
+    own = text.replace(js, "").replace(css, "")  # Leaflet's own strings: links in comments, the SVG namespace
+    assert set(re.findall(r"https?://[^\s'\"]+", own)) == {webmap.BASEMAP["url"]}
+    assert os.path.getsize(report[0]) < 2_000_000
+
+
+def test_warp_keeps_pixels_where_they_are():
+    grid = Grid(CRS.from_epsg(32645), from_origin(220_000, 2_760_000, 10, 10), 300, 400)
+    bands = np.zeros((1, 300, 400), np.float32)
+    bands[0, 100:110, 250:260] = 1.0
+    warped, cover, ((south, west), (north, east)) = webmap.warp_to_web_mercator(grid, bands)
+    assert cover[cover.shape[0] // 2, cover.shape[1] // 2] == 1.0
+    rows, cols = np.nonzero(warped[0] > 0.5)
+    h, w = cover.shape
+    # the block's centre in the overlay, as Leaflet places it (linear in Mercator between the bounds)
+    merc = to_crs(Point(west, south), "EPSG:4326", "EPSG:3857"), to_crs(Point(east, north), "EPSG:4326", "EPSG:3857")
+    x = merc[0].x + (cols.mean() + 0.5) / w * (merc[1].x - merc[0].x)
+    y = merc[1].y - (rows.mean() + 0.5) / h * (merc[1].y - merc[0].y)
+    truth = to_crs(Point(220_000 + 2550, 2_760_000 - 1050), grid.crs, "EPSG:3857")
+    assert abs(x - truth.x) < 15 and abs(y - truth.y) < 15  # metres of Mercator: within a pixel
+    big = Grid(CRS.from_epsg(32645), from_origin(220_000, 2_760_000, 10, 10), 3000, 5000)
+    _, cover, _ = webmap.warp_to_web_mercator(big, np.zeros((1, 3000, 5000), np.float32), max_px=512)
+    assert max(cover.shape) <= 512
+
+
+def test_missing_leaflet_is_a_user_error(tmp_path):
+    with pytest.raises(SandmineError, match="Leaflet") as err:
+        webmap.leaflet_assets(tmp_path)
+    assert "scripts/env.sh" in str(err.value)
+
+
+def test_a_report_without_sites_still_opens(browser, tmp_path):
+    path = tmp_path / "empty.html"
+    webmap.map_report({}, [], {}, False, path)
+    pg = Page(browser, path)
+    try:
+        assert pg.attr("imagesOk") == "0" and not pg.errors
+    finally:
+        pg.close()

@@ -1,11 +1,15 @@
-"""The map report: one self-contained HTML page (no network) of sites, imagery, predictions,
-polygons, change between dates and mined area over time, as switchable layers."""
+"""The map report: one self-contained Leaflet page (works offline) of imagery, predictions and change per site."""
 
 from __future__ import annotations
 
 import base64
 import html
 import io
+import json
+import logging
+import math
+import os
+import re
 from pathlib import Path
 
 import matplotlib
@@ -13,60 +17,164 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+import shapely  # noqa: E402
+from matplotlib.colors import to_hex  # noqa: E402
+from rasterio.crs import CRS  # noqa: E402
+from rasterio.transform import from_origin  # noqa: E402
+from rasterio.warp import Resampling, reproject, transform_bounds  # noqa: E402
+from shapely.geometry import box, mapping  # noqa: E402
 
+from sandmine.errors import SandmineError  # noqa: E402
 from sandmine.files import write_text  # noqa: E402
-from sandmine.raster import Grid, pixels_to_map, to_crs  # noqa: E402
+from sandmine.raster import Grid, to_crs  # noqa: E402
 from sandmine.report import SYNTHETIC_BANNER  # noqa: E402
 
+log = logging.getLogger(__name__)
 
-def _array_b64(rgba: np.ndarray) -> str:
-    """PNG of an (H, W, 3|4) 0–1 float array, base64."""
+LEAFLET_ENV = "SANDMINE_LEAFLET_DIR"  # set by scripts/env.sh: node_modules/leaflet/dist of `npm ci`
+MAX_OVERLAY_PX = 1024  # longest side of an image overlay; finer grids are averaged down to it
+WEB_MERCATOR = CRS.from_epsg(3857)
+BASEMAP = {  # optional, off by default; offline its tiles simply fail and the map stays blank
+    "url": "https://tile.openstreetmap.org/{z}/{x}/{y}.png",
+    "attribution": "&copy; OpenStreetMap contributors",
+}
+
+
+def leaflet_assets(folder: Path | None = None) -> tuple[str, str, str]:
+    """Leaflet's JavaScript, its CSS with the images it references inlined, and its version.
+
+    Args:
+        folder: Leaflet's `dist/` folder (default: `$SANDMINE_LEAFLET_DIR`, which `scripts/env.sh`
+            points at the `npm ci` install of package-lock.json).
+    """
+    if folder is None:
+        folder = Path(os.environ.get(LEAFLET_ENV, "")) if os.environ.get(LEAFLET_ENV) else None
+    if folder is None or not (folder / "leaflet.js").is_file() or not (folder / "leaflet.css").is_file():
+        raise SandmineError(
+            "Leaflet (npm leaflet, pinned in package-lock.json) is not installed: the map report inlines it",
+            f"${LEAFLET_ENV}={folder}" if folder is not None else f"${LEAFLET_ENV} (unset)",
+            "source scripts/env.sh (it runs npm ci once into ~/.cache/sandmine/), or point "
+            f"{LEAFLET_ENV} at a folder holding leaflet.js and leaflet.css",
+        )
+    js = re.sub(r"\n//# sourceMappingURL=\S+\s*$", "\n", (folder / "leaflet.js").read_text())
+    css = (folder / "leaflet.css").read_text()
+
+    def inline(m: re.Match[str]) -> str:
+        png = (folder / m.group(1)).read_bytes()
+        return f"url(data:image/png;base64,{base64.b64encode(png).decode()})"
+
+    css = re.sub(r"url\((images/[\w.-]+\.png)\)", inline, css)
+    meta = folder.parent / "package.json"
+    version = json.loads(meta.read_text()).get("version", "?") if meta.is_file() else "?"
+    return js, css, version
+
+
+def warp_to_web_mercator(
+    grid: Grid, bands: np.ndarray, max_px: int = MAX_OVERLAY_PX
+) -> tuple[np.ndarray, np.ndarray, list[list[float]]]:
+    """Bands of `grid` warped onto a Web Mercator (EPSG:3857) grid, as Leaflet image overlays need.
+
+    Args:
+        grid: the bands' grid (any projected CRS).
+        bands: (C, H, W) float32 values.
+        max_px: longest side of the result; the grid's own resolution is kept when it fits.
+
+    Returns:
+        (C, h, w) float32 warped bands, (h, w) float32 coverage 0–1 (0 outside the source
+        footprint), and the overlay's bounds `[[south, west], [north, east]]` in degrees.
+    """
+    left, bottom, right, top = transform_bounds(grid.crs, WEB_MERCATOR, *grid.bounds, densify_pts=21)
+    # the source resolution in Mercator metres at the site's latitude (Mercator stretches by 1 / cos(lat))
+    _, south, _, north = transform_bounds(grid.crs, "EPSG:4326", *grid.bounds)
+    lat = math.radians((south + north) / 2)
+    res = grid.res_m / max(math.cos(lat), 1e-6)
+    res = max(res, max(right - left, top - bottom) / max_px)
+    width, height = max(1, math.ceil((right - left) / res)), max(1, math.ceil((top - bottom) / res))
+    dst_transform = from_origin(left, top, res, res)
+    src = np.concatenate([bands.astype(np.float32), np.ones((1, grid.height, grid.width), np.float32)])
+    dst = np.zeros((src.shape[0], height, width), np.float32)
+    downsampled = res > 1.5 * grid.res_m / max(math.cos(lat), 1e-6)
+    reproject(
+        src,
+        dst,
+        src_transform=grid.transform,
+        src_crs=grid.crs,
+        dst_transform=dst_transform,
+        dst_crs=WEB_MERCATOR,
+        resampling=Resampling.average if downsampled else Resampling.bilinear,
+        src_nodata=None,
+        dst_nodata=0.0,
+    )
+    west, south, east, north = transform_bounds(
+        WEB_MERCATOR, "EPSG:4326", left, top - height * res, left + width * res, top
+    )
+    return dst[:-1], np.clip(dst[-1], 0.0, 1.0), [[south, west], [north, east]]
+
+
+def _png_uri(rgba: np.ndarray) -> str:
+    """A PNG data URI of an (H, W, 4) 0–1 float array."""
     from PIL import Image as PILImage
 
     buf = io.BytesIO()
-    PILImage.fromarray(np.clip(np.rint(rgba * 255), 0, 255).astype(np.uint8)).save(buf, format="PNG")
-    return base64.b64encode(buf.getvalue()).decode()
+    PILImage.fromarray(np.clip(np.rint(rgba * 255), 0, 255).astype(np.uint8)).save(buf, format="PNG", optimize=True)
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
 
 
-def _thumb_factor(grid: Grid, max_px: int = 480) -> int:
-    return max(1, int(np.ceil(max(grid.height, grid.width) / max_px)))
+def _overlays(obs: dict) -> dict:
+    """Imagery and probability of one observation as Web Mercator PNG overlays with their bounds."""
+    grid = obs["grid"]
+    stack = np.concatenate([np.moveaxis(np.asarray(obs["rgb"], np.float32), -1, 0), obs["q"][None] / 255.0])
+    warped, cover, bounds = warp_to_web_mercator(grid, stack)
+    safe = np.maximum(cover, 1e-6)
+    rgb = np.clip(warped[:3] / safe, 0, 1)  # undo the blend with the zero outside the footprint
+    prob = np.clip(warped[3] / safe, 0, 1)
+    imagery = np.dstack([*rgb, (cover > 0.5).astype(np.float32)])
+    colours = plt.get_cmap("magma")(prob)
+    colours[..., 3] = np.clip((prob - 0.2) / 0.6, 0, 1) * 0.85 * (cover > 0.5)
+    return {"bounds": bounds, "imagery": _png_uri(imagery), "probability": _png_uri(colours)}
 
 
-def _svg_paths(features: list[dict], grid: Grid, f: int, cls: str, attrs: str = "") -> str:
-    """SVG paths of EPSG:4326 `features` in the pixel space of a thumbnail `f` times smaller."""
-    from shapely.geometry import shape
+def _footprint(grid: Grid) -> dict:
+    """The grid's outline as an EPSG:4326 GeoJSON polygon (edges densified: UTM edges curve in Mercator)."""
+    left, bottom, right, top = grid.bounds
+    outline = shapely.segmentize(box(left, bottom, right, top), max(right - left, top - bottom) / 16)
+    return {"type": "Polygon", "coordinates": _rounded(mapping(to_crs(outline, grid.crs, "EPSG:4326"))["coordinates"])}
 
-    inv = ~grid.transform
+
+def _rounded(coords: object) -> object:
+    """GeoJSON coordinates to 6 decimals (~0.1 m): a smaller page, no visible change."""
+    if isinstance(coords, (list, tuple)):
+        if coords and isinstance(coords[0], (int, float)):
+            return [round(float(c), 6) for c in coords]
+        return [_rounded(c) for c in coords]
+    return coords
+
+
+def _collection(features: list[dict], keep: tuple[str, ...]) -> dict:
     out = []
-    for feat in features:
-        geom = pixels_to_map(to_crs(shape(feat["geometry"]), "EPSG:4326", grid.crs), inv)
-        d = []
-        for poly in getattr(geom, "geoms", [geom]):
-            for ring in [poly.exterior, *poly.interiors]:
-                xy = np.asarray(ring.coords) / f
-                d.append("M" + "L".join(f"{x:.1f},{y:.1f}" for x, y in xy) + "Z")
-        props = feat["properties"]
-        title = html.escape(", ".join(f"{k}: {v}" for k, v in props.items() if k in ("area_ha", "mean_prob", "change")))
-        out.append(f"<path class='{cls}' {attrs} d='{' '.join(d)}'><title>{title}</title></path>")
-    return "".join(out)
+    for f in features:
+        props = {k: f["properties"][k] for k in keep if k in f["properties"]}
+        geom = {"type": f["geometry"]["type"], "coordinates": _rounded(f["geometry"]["coordinates"])}
+        out.append({"type": "Feature", "properties": props, "geometry": geom})
+    return {"type": "FeatureCollection", "features": out}
 
 
-def _chart_svg(points: list[tuple[str, float]], width: int = 360, height: int = 160) -> str:
+def _chart_svg(points: list[tuple[str, float]], width: int = 330, height: int = 150) -> str:
     """A small inline SVG line chart of mined area (ha) against date."""
     if not points:
         return ""
     days = np.array([np.datetime64(d, "D").astype(np.int64) for d, _ in points], np.float64)
     vals = np.array([a for _, a in points], np.float64)
     x0, x1 = days.min(), max(days.max(), days.min() + 1)
-    top = max(vals.max(), 1e-9) * 1.15
-    m = 40
+    top = max(vals.max(), 1e-9) * 1.2
+    m = 36
     xs = m + (days - x0) / (x1 - x0) * (width - 2 * m)
     ys = height - m + (-(vals / top)) * (height - 2 * m)
     pts = " ".join(f"{x:.1f},{y:.1f}" for x, y in zip(xs, ys))
     labels = "".join(
-        f"<circle class='point' cx='{x:.1f}' cy='{y:.1f}' r='4'><title>{d}: {a:.1f} ha</title></circle>"
-        f"<text x='{x:.1f}' y='{height - m + 16}' font-size='10' text-anchor='middle'>{d}</text>"
-        f"<text x='{x:.1f}' y='{y - 8:.1f}' font-size='10' text-anchor='middle'>{a:.0f}</text>"
+        f"<circle class='point' cx='{x:.1f}' cy='{y:.1f}' r='4'><title>{html.escape(d)}: {a:.1f} ha</title></circle>"
+        f"<text x='{x:.1f}' y='{height - m + 16}' font-size='10' text-anchor='middle'>{html.escape(d)}</text>"
+        f"<text x='{x:.1f}' y='{y - 8:.1f}' font-size='10' text-anchor='middle'>{a:.1f}</text>"
         for (d, a), x, y in zip(points, xs, ys)
     )
     return (
@@ -77,49 +185,149 @@ def _chart_svg(points: list[tuple[str, float]], width: int = 360, height: int = 
     )
 
 
-_MAP_CSS = """body{font-family:sans-serif;margin:1.5em;color:#222}
-.banner{background:#b00;color:#fff;padding:.6em;font-weight:bold}
-.site{border-top:1px solid #aaa;margin-top:1.5em;padding-top:.5em}
-.map{position:relative;display:inline-block;vertical-align:top;background:#eee;margin-right:1em}
-.map img,.map svg.overlay{position:absolute;left:0;top:0}
-.hidden{display:none}
-path.mine{fill:rgba(255,220,0,.25);stroke:#ffdc00;stroke-width:1.5}
-path.change-new{fill:rgba(230,0,0,.45);stroke:#e00}
-path.change-expanded{fill:rgba(255,140,0,.45);stroke:#f80}
-path.change-abandoned{fill:rgba(0,160,255,.45);stroke:#0af}
-table{border-collapse:collapse}td,th{border:1px solid #999;padding:.2em .5em}
-.controls label{margin-right:.8em}"""
+def _magma_css() -> str:
+    """The probability colours (0.2 to 1) as CSS gradient stops, for the legend."""
+    return ",".join(to_hex(plt.get_cmap("magma")(v)) for v in np.linspace(0.2, 1, 5))
 
-_MAP_JS = """
-function refresh(panel){
-  const date = panel.querySelector('input.date:checked').value;
-  const on = {};
-  panel.querySelectorAll('input.layer').forEach(c => on[c.value] = c.checked);
-  panel.querySelectorAll('[data-layer]').forEach(el => {
-    const d = el.dataset.date;
-    const visible = on[el.dataset.layer] && (d === undefined || d === date || d === 'all');
-    el.classList.toggle('hidden', !visible);
+
+def _site_panel(site: str, obs: list[dict], changes: list[dict], median_ha: float) -> str:
+    esc = html.escape
+    parts = [
+        f"<section class='site' id='site-{esc(site)}' data-site='{esc(site)}'>",
+        f"<h2><a href='#' class='zoom' data-site='{esc(site)}'>{esc(site)}</a></h2><div class='dates'>",
+    ]
+    for i, o in enumerate(obs):
+        checked = " checked" if i == len(obs) - 1 else ""
+        parts.append(
+            f"<label><input type='radio' class='date' name='date-{esc(site)}' data-site='{esc(site)}'"
+            f" value='{esc(o['date'])}'{checked}>{esc(o['date'])} ({o['area_ha']:.1f} ha)</label>"
+        )
+    parts.append("</div>")
+    parts.append(_chart_svg([(o["date"], o["area_ha"]) for o in obs]))
+    if not math.isnan(median_ha):
+        parts.append(f"<p>Temporal median of the probabilities: {median_ha:.1f} ha mined.</p>")
+    rows = [c for c in changes if c["site_id"] == site]
+    if rows:
+        parts.append(
+            "<table><tr><th>from</th><th>to</th><th class='new'>new</th><th class='expanded'>expanded</th>"
+            "<th class='abandoned'>abandoned</th></tr>"
+        )
+        for c in rows:
+            parts.append(
+                f"<tr><td>{esc(c['from'])}</td><td>{esc(c['to'])}</td><td>{c['new']:.1f}</td>"
+                f"<td>{c['expanded']:.1f}</td><td>{c['abandoned']:.1f}</td></tr>"
+            )
+        parts.append("</table><p class='note'>change in ha between consecutive dates</p>")
+    parts.append("</section>")
+    return "".join(parts)
+
+
+_CSS = """html,body{height:100%;margin:0}
+body{display:flex;flex-direction:column;font-family:sans-serif;color:#222}
+.banner{background:#b00;color:#fff;padding:.5em .8em;font-weight:bold}
+#main{flex:1;display:flex;min-height:0}
+#sidebar{width:360px;overflow:auto;padding:0 .8em;border-right:1px solid #aaa;font-size:13px}
+#map{flex:1;background:#dfe6ea}
+h1{font-size:18px}h2{font-size:15px;margin:.6em 0 .3em}
+.site{border-top:1px solid #aaa;margin-top:.8em}
+.dates label{display:block}
+table{border-collapse:collapse;margin:.3em 0}td,th{border:1px solid #999;padding:.1em .4em}
+.new{color:#e00}.expanded{color:#f80}.abandoned{color:#0af}
+.legend span{display:inline-block;width:12px;height:12px;margin-right:4px;vertical-align:middle}
+.note{color:#666;font-size:11px;margin:0}
+#warning{color:#b00;font-weight:bold}
+.leaflet-popup-content table td{border:none;padding:0 .4em 0 0}"""
+
+_JS = r"""
+const DATA = JSON.parse(document.getElementById('sandmine-data').textContent);
+const STYLE = {
+  mine: {color: '#ffdc00', weight: 2, fillColor: '#ffdc00', fillOpacity: 0.15},
+  median: {color: '#fff', weight: 2, dashArray: '5 4', fill: false},
+  new: {color: '#e00', weight: 1, fillColor: '#e00', fillOpacity: 0.45},
+  expanded: {color: '#f80', weight: 1, fillColor: '#f80', fillOpacity: 0.45},
+  abandoned: {color: '#0af', weight: 1, fillColor: '#0af', fillOpacity: 0.45},
+};
+const LABELS = {area_ha: 'area (ha)', mean_prob: 'mean probability', date: 'date', obs_id: 'observation',
+                change: 'change', from: 'from', to: 'to', dates: 'dates', site_id: 'site'};
+const map = L.map('map', {maxZoom: 19, zoomSnap: 0.25});
+map.createPane('imagery').style.zIndex = 350;
+map.createPane('probability').style.zIndex = 360;
+const basemaps = {'No basemap (offline)': L.layerGroup(),
+                  'OpenStreetMap (online)': L.tileLayer(DATA.basemap.url, {maxZoom: 19,
+                                                        attribution: DATA.basemap.attribution})};
+basemaps['No basemap (offline)'].addTo(map);
+const groups = {imagery: L.layerGroup(), probability: L.layerGroup(), mines: L.layerGroup(),
+                change: L.layerGroup(), median: L.layerGroup(), outlines: L.layerGroup()};
+const overlays = {'Imagery (true colour)': groups.imagery, 'Mine probability': groups.probability,
+                  'Mine polygons': groups.mines, 'Change since the previous date': groups.change,
+                  'Temporal median polygons': groups.median, 'Site outlines': groups.outlines};
+['imagery', 'probability', 'mines', 'change', 'outlines'].forEach(k => groups[k].addTo(map));
+L.control.layers(basemaps, overlays, {collapsed: false}).addTo(map);
+L.control.scale({imperial: false, maxWidth: 200}).addTo(map);
+
+function popup(props, title) {
+  const box = document.createElement('div');
+  const h = document.createElement('b'); h.textContent = title; box.appendChild(h);
+  const t = document.createElement('table');
+  for (const [k, v] of Object.entries(props)) {
+    const tr = t.insertRow(); tr.insertCell().textContent = LABELS[k] || k;
+    tr.insertCell().textContent = (k === 'area_ha') ? Number(v).toFixed(2) + ' ha' : String(v);
+  }
+  box.appendChild(t); return box;
+}
+function polygons(fc, style, title) {
+  return L.geoJSON(fc, {
+    style: f => (typeof style === 'function' ? style(f) : style),
+    onEachFeature: (f, layer) => layer.bindPopup(popup(f.properties, title(f))),
   });
 }
-document.querySelectorAll('.site').forEach(panel => {
-  panel.querySelectorAll('input').forEach(i => i.addEventListener('change', () => refresh(panel)));
-  refresh(panel);
-});
-function check(){
-  // after 'load' every image has loaded or failed; hidden ones too (decode() may wait for display)
-  let ok = 0, bad = 0;
-  for (const img of Array.from(document.images)) {
-    if (img.complete && img.naturalWidth > 0) ok++; else bad++;
+const sites = {};
+let allBounds = null;
+for (const s of DATA.sites) {
+  const bounds = L.latLngBounds(s.bounds);
+  allBounds = allBounds ? allBounds.extend(bounds) : L.latLngBounds(s.bounds);
+  groups.outlines.addLayer(L.geoJSON(s.outline, {style: {color: '#333', weight: 1, fill: false}, interactive: false}));
+  groups.outlines.addLayer(L.tooltip({permanent: true, direction: 'top', className: 'site-label'})
+    .setLatLng([bounds.getNorth(), bounds.getCenter().lng]).setContent(s.id));
+  if (s.median) groups.median.addLayer(polygons(s.median, STYLE.median, () => 'temporal median'));
+  const byDate = {};
+  for (const d of s.dates) {
+    const img = L.imageOverlay(d.imagery, d.bounds, {pane: 'imagery', alt: 'imagery ' + d.obs_id});
+    const prob = L.imageOverlay(d.probability, d.bounds, {pane: 'probability', alt: 'probability ' + d.obs_id});
+    byDate[d.date] = {imagery: img, probability: prob,
+                      mines: polygons(d.mines, STYLE.mine, f => 'mine, ' + d.date),
+                      change: d.change ? polygons(d.change, f => STYLE[f.properties.change] || STYLE.new,
+                                                  f => f.properties.change + ' mining') : null};
   }
-  const b = document.body.dataset;
-  b.imagesOk = ok; b.imagesFailed = bad;
-  b.polygons = document.querySelectorAll('path.mine').length;
-  b.changePolygons = document.querySelectorAll('path[class^=change-]').length;
-  b.visiblePolygons = Array.from(document.querySelectorAll('path.mine'))
-    .filter(p => p.closest('.hidden') === null && p.getBBox().width > 0).length;
-  b.ready = '1';
+  sites[s.id] = {bounds: bounds, byDate: byDate, date: null};
+  setDate(s.id, s.dates[s.dates.length - 1].date);
 }
-window.addEventListener('load', check);
+function setDate(site, date) {
+  const s = sites[site];
+  if (s.date !== null)
+    for (const [k, layer] of Object.entries(s.byDate[s.date])) if (layer) groups[k].removeLayer(layer);
+  s.date = date;
+  for (const [k, layer] of Object.entries(s.byDate[date])) if (layer) groups[k].addLayer(layer);
+}
+document.querySelectorAll('input.date').forEach(
+  i => i.addEventListener('change', () => setDate(i.dataset.site, i.value)));
+document.querySelectorAll('a.zoom').forEach(a => a.addEventListener('click', e => {
+  e.preventDefault(); map.fitBounds(sites[a.dataset.site].bounds, {padding: [20, 20]});
+}));
+if (allBounds) map.fitBounds(allBounds, {padding: [20, 20]}); else map.setView([22, 80], 5);
+
+// every image layer is decoded once, shown or not, so a broken one is reported on the page
+const uris = DATA.sites.flatMap(s => s.dates.flatMap(d => [d.imagery, d.probability]));
+Promise.all(uris.map(u => { const im = new Image(); im.src = u; return im.decode().then(() => true, () => false); }))
+  .then(ok => {
+    const b = document.body.dataset;
+    b.imagesOk = ok.filter(x => x).length; b.imagesFailed = ok.filter(x => !x).length;
+    b.polygons = DATA.sites.reduce((n, s) => n + s.dates.reduce((m, d) => m + d.mines.features.length, 0), 0);
+    if (Number(b.imagesFailed) > 0)
+      document.getElementById('warning').textContent = b.imagesFailed + ' image layer(s) failed to load';
+    b.ready = '1';
+  });
+window.sandmine = {map, sites, groups, setDate};
 """
 
 
@@ -129,115 +337,85 @@ def map_report(
     medians: dict[str, float],
     synthetic: bool,
     path: Path,
+    median_features: dict[str, list[dict]] | None = None,
+    leaflet_dir: Path | None = None,
 ) -> None:
-    """A self-contained HTML page (no network needed): an overview of the sites, and per site
-    its imagery, predicted probability, polygons and change between dates as switchable
-    layers, with the mined area over time.
+    """A self-contained Leaflet page (no network needed): per site and date the imagery and the
+    mine probability as Web Mercator image overlays, mine polygons and change polygons with
+    popups, the temporal median polygons, a layer control, a date switch, a scale bar and the
+    mined area over time. An OpenStreetMap basemap can be switched on; offline it stays blank.
 
-    `by_site[site]` items: obs_id, date, grid, rgb, q (uint8 probability), features, area_ha.
+    Args:
+        by_site: per site its observations in date order, each with obs_id, date, grid, rgb
+            ((H, W, 3) 0–1), q ((H, W) uint8, probability × 255), features (mine polygons,
+            EPSG:4326 GeoJSON with area_ha and mean_prob) and area_ha.
+        changes: per pair of consecutive dates: site_id, from, to, new/expanded/abandoned (ha)
+            and features (change polygons with `change` and area_ha).
+        medians: per site the mined area (ha) of the temporal median.
+        synthetic: add the red synthetic-data banner.
+        path: the HTML file to write.
+        median_features: per site the polygons of the temporal median.
+        leaflet_dir: Leaflet's dist/ folder (default `$SANDMINE_LEAFLET_DIR`).
     """
+    js, css, version = leaflet_assets(leaflet_dir)
     esc = html.escape
+    median_features = median_features or {}
+    sites = []
+    for site, obs in sorted(by_site.items()):
+        dates = []
+        for o in obs:
+            change = next((c for c in changes if c["site_id"] == site and c["to"] == o["date"]), None)
+            dates.append(
+                {
+                    "date": o["date"],
+                    "obs_id": o["obs_id"],
+                    **_overlays(o),
+                    "mines": _collection(o["features"], ("area_ha", "mean_prob", "date", "obs_id")),
+                    "change": _collection(change["features"], ("change", "area_ha", "from", "to")) if change else None,
+                }
+            )
+        median = median_features.get(site)
+        sites.append(
+            {
+                "id": site,
+                "bounds": dates[0]["bounds"],
+                "outline": _footprint(obs[0]["grid"]),
+                "dates": dates,
+                "median": _collection(median, ("area_ha", "mean_prob", "dates")) if median else None,
+            }
+        )
+    data = json.dumps({"sites": sites, "basemap": BASEMAP}, separators=(",", ":")).replace("</", "<\\/")
     parts = [
-        "<!doctype html><html><head><meta charset='utf-8'><title>sandmine map report</title>",
-        f"<style>{_MAP_CSS}</style></head><body>",
+        "<!doctype html><html><head><meta charset='utf-8'>",
+        "<meta name='viewport' content='width=device-width, initial-scale=1'>",
+        f"<meta name='generator' content='sandmine webmap, Leaflet {esc(version)}'>",
+        "<title>sandmine map report</title>",
+        f"<style>{css}</style><style>{_CSS}</style><script>{js}</script></head><body>",
     ]
     if synthetic:
         parts.append(f"<div class='banner' id='synthetic-banner'>{esc(SYNTHETIC_BANNER)}</div>")
-    parts.append("<h1>Predicted sand mining</h1>")
-    parts.append(_overview_svg(by_site))
+    parts.append("<div id='main'><div id='sidebar'><h1>Predicted sand mining</h1><p id='warning'></p>")
     parts.append(
-        "<table><tr><th>site</th><th>dates</th><th>latest mined area (ha)</th><th>temporal median (ha)</th></tr>"
+        "<p class='legend'><span style='border:2px solid #ffdc00'></span>mine "
+        "<span style='background:#e00'></span>new <span style='background:#f80'></span>expanded "
+        "<span style='background:#0af'></span>abandoned <span style='border:2px dashed #999'></span>median<br>"
+        f"probability 0.2 <span style='width:90px;background:linear-gradient(to right,{_magma_css()})'></span> 1</p>"
+        "<p class='note'>Click a polygon for its area, probability and date; pick a date per site below; "
+        "layers and the online basemap (off: the page needs no network) are at the top right.</p>"
     )
+    parts.append("<table><tr><th>site</th><th>dates</th><th>latest (ha)</th><th>median (ha)</th></tr>")
     for site, obs in sorted(by_site.items()):
         parts.append(
             f"<tr><td><a href='#site-{esc(site)}'>{esc(site)}</a></td><td>{len(obs)}</td>"
             f"<td>{obs[-1]['area_ha']:.1f}</td><td>{medians.get(site, float('nan')):.1f}</td></tr>"
         )
     parts.append("</table>")
-    cmap = plt.get_cmap("magma")
     for site, obs in sorted(by_site.items()):
-        grid = obs[0]["grid"]
-        f = _thumb_factor(grid)
-        h, w = -(-grid.height // f), -(-grid.width // f)
-        parts.append(f"<div class='site' id='site-{esc(site)}'><h2>{esc(site)}</h2><div class='controls'>")
-        for i, o in enumerate(obs):
-            checked = " checked" if i == len(obs) - 1 else ""
-            parts.append(
-                f"<label><input type='radio' class='date' name='date-{esc(site)}' value='{esc(o['date'])}'"
-                f"{checked}>{esc(o['date'])}</label>"
-            )
-        parts.append(" | ")
-        for layer in ("imagery", "probability", "polygons", "change"):
-            parts.append(f"<label><input type='checkbox' class='layer' value='{layer}' checked>{layer}</label>")
-        parts.append(f"</div><div class='map' style='width:{w}px;height:{h}px'>")
-        for o in obs:
-            d = esc(o["date"])
-            rgb = o["rgb"][::f, ::f]
-            prob = o["q"][::f, ::f] / 255.0
-            rgba = cmap(prob)
-            rgba[..., 3] = np.clip((prob - 0.2) / 0.6, 0, 1) * 0.8
-            parts.append(
-                f"<img data-layer='imagery' data-date='{d}' alt='imagery {esc(o['obs_id'])}' width='{w}' height='{h}'"
-                f" src='data:image/png;base64,{_array_b64(rgb)}'>"
-                f"<img data-layer='probability' data-date='{d}' alt='probability {esc(o['obs_id'])}' width='{w}'"
-                f" height='{h}' src='data:image/png;base64,{_array_b64(rgba)}'>"
-            )
-        parts.append(f"<svg class='overlay' width='{w}' height='{h}' viewBox='0 0 {w} {h}'>")
-        for o in obs:
-            parts.append(f"<g data-layer='polygons' data-date='{esc(o['date'])}'>")
-            parts.append(_svg_paths(o["features"], grid, f, "mine"))
-            parts.append("</g>")
-        for c in changes:
-            if c["site_id"] != site:
-                continue
-            parts.append(f"<g data-layer='change' data-date='{esc(c['to'])}'>")
-            for name in ("new", "expanded", "abandoned"):
-                feats = [x for x in c["features"] if x["properties"]["change"] == name]
-                parts.append(_svg_paths(feats, grid, f, f"change-{name}"))
-            parts.append("</g>")
-        parts.append("</svg></div>")
-        parts.append(_chart_svg([(o["date"], o["area_ha"]) for o in obs]))
-        rows = [c for c in changes if c["site_id"] == site]
-        if rows:
-            parts.append(
-                "<table><tr><th>from</th><th>to</th><th style='color:#e00'>new (ha)</th>"
-                "<th style='color:#f80'>expanded (ha)</th><th style='color:#0af'>abandoned (ha)</th></tr>"
-            )
-            for c in rows:
-                parts.append(
-                    f"<tr><td>{esc(c['from'])}</td><td>{esc(c['to'])}</td><td>{c['new']:.1f}</td>"
-                    f"<td>{c['expanded']:.1f}</td><td>{c['abandoned']:.1f}</td></tr>"
-                )
-            parts.append("</table>")
-        parts.append("</div>")
-    parts.append(f"<script>{_MAP_JS}</script></body></html>\n")
-    write_text(path, "\n".join(parts))
-
-
-def _overview_svg(by_site: dict[str, list[dict]], width: int = 520, height: int = 320) -> str:
-    """Sites as circles at their lon/lat (equirectangular), sized by the latest mined area."""
-    from shapely.geometry import box
-
-    centres = {}
-    for site, obs in by_site.items():
-        c = to_crs(box(*obs[0]["grid"].bounds), obs[0]["grid"].crs, "EPSG:4326").centroid
-        centres[site] = (c.x, c.y, obs[-1]["area_ha"])
-    if not centres:
-        return ""
-    lons = [v[0] for v in centres.values()]
-    lats = [v[1] for v in centres.values()]
-    pad = 1.0
-    x0, x1, y0, y1 = min(lons) - pad, max(lons) + pad, min(lats) - pad, max(lats) + pad
-    scale = min((width - 20) / (x1 - x0), (height - 20) / (y1 - y0))
-    amax = max(max(v[2] for v in centres.values()), 1e-9)
-    out = [f"<svg id='overview' width='{width}' height='{height}' style='background:#dde8f0'>"]
-    for site, (lon, lat, area) in sorted(centres.items()):
-        x, y = 10 + (lon - x0) * scale, 10 + (y1 - lat) * scale
-        r = 4 + 12 * np.sqrt(area / amax)
-        out.append(
-            f"<a href='#site-{html.escape(site)}'><circle class='site-marker' cx='{x:.1f}' cy='{y:.1f}' r='{r:.1f}'"
-            f" fill='#c40' fill-opacity='.7'><title>{html.escape(site)}: {area:.1f} ha</title></circle>"
-            f"<text x='{x + r + 2:.1f}' y='{y + 4:.1f}' font-size='11'>{html.escape(site)}</text></a>"
-        )
-    out.append(f"<text x='6' y='{height - 6}' font-size='10'>lon {x0:.1f}–{x1:.1f}, lat {y0:.1f}–{y1:.1f}</text></svg>")
-    return "".join(out)
+        parts.append(_site_panel(site, obs, changes, medians.get(site, float("nan"))))
+    parts.append(f"<p class='note'>Map: Leaflet {esc(version)} (BSD-2-Clause), inlined.</p></div>")
+    parts.append("<div id='map'></div></div>")
+    parts.append(f"<script type='application/json' id='sandmine-data'>{data}</script>")
+    parts.append(f"<script>{_JS}</script></body></html>\n")
+    text = "\n".join(parts)
+    write_text(path, text)
+    log.info("map report %s: %d sites, %.2f MB", path, len(sites), len(text.encode()) / 1e6)

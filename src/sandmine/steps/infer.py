@@ -71,7 +71,7 @@ def run(
                 "rgb": report.true_colour(image.data, image.bands),
             }
         )
-    changes, medians = [], {}
+    changes, medians, median_feats = [], {}, {}
     for site, obs in sorted(by_site.items()):
         obs.sort(key=lambda o: o["date"])
         grid = _one_grid(site, obs, images)
@@ -107,6 +107,7 @@ def run(
             )
             _geojson(out_dir / f"{site}_median.geojson", feats)
             medians[site] = float(sum(f["properties"]["area_ha"] for f in feats))
+            median_feats[site] = feats
     series = {s: [(o["date"], o["area_ha"]) for o in obs] for s, obs in sorted(by_site.items())}
     lines = ["site_id,date,mined_area_ha,polygons"] + [
         f"{s},{o['date']},{o['area_ha']:.3f},{len(o['features'])}" for s, obs in sorted(by_site.items()) for o in obs
@@ -118,7 +119,7 @@ def run(
     ]
     write_text(out_dir / "change.csv", "\n".join(lines) + "\n")
     report.timeseries_plot(series, plots_dir / "timeseries.png")
-    webmap.map_report(by_site, changes, medians, synthetic, report_path)
+    webmap.map_report(by_site, changes, medians, synthetic, report_path, median_feats)
     n_obs = sum(len(v) for v in by_site.values())
     write_json(
         metrics,

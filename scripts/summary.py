@@ -1,0 +1,130 @@
+"""Print the numbers a researcher reads first after `make repro`, against the random and baseline rows.
+
+Reads metrics/evaluate.json (held-out test clusters) and, when the commit has experiments, the
+classical baselines' rows (`model.decoder: none`, e.g. `rf`, `sp-gbm` of `make sweep`) from
+`dvc exp show --json`. Usage: python scripts/summary.py [--metrics metrics/evaluate.json] [--exp-json F]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+EVALUATE = "metrics/evaluate.json"
+LABEL_W, COL_W, MAX_BASELINES = 34, 15, 3
+
+
+def _num(m: dict, key: str) -> float:
+    v = m.get(key)
+    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else math.nan
+
+
+def _fmt(template: str, *values: float) -> str:
+    return "-" if any(math.isnan(v) for v in values) else template.format(*values)
+
+
+def rows(m: dict) -> list[tuple[str, str]]:
+    """(label, value) of one run's metrics; '-' where a key is missing."""
+    pred, label = _num(m, "area_pred_ha"), _num(m, "area_label_ha")
+    err = (pred - label) / label * 100 if label else math.nan
+    return [
+        ("test AP (aoi_ap)", _fmt("{:.3f}", _num(m, "aoi_ap"))),
+        ("best F1 @ its threshold", _fmt("{:.3f} @{:.2f}", _num(m, "aoi_best_f1"), _num(m, "aoi_best_f1_threshold"))),
+        ("F1 @ operating threshold", _fmt("{:.3f} @{:.2f}", _num(m, "aoi_f1"), _num(m, "aoi_threshold"))),
+        ("  precision / recall there", _fmt("{:.2f} / {:.2f}", _num(m, "aoi_precision"), _num(m, "aoi_recall"))),
+        ("mined area pred / label (ha)", _fmt("{:.0f} / {:.0f}", pred, label)),
+        ("  area error", _fmt("{:+.0f} %", err)),
+        ("objects: precision / recall", _fmt("{:.2f} / {:.2f}", _num(m, "object_precision"), _num(m, "object_recall"))),
+    ]
+
+
+def random_rows(m: dict) -> list[tuple[str, str]]:
+    """A random scorer: AP is the mine fraction p; its best F1 calls every pixel mine, 2p / (1 + p)."""
+    p = _num(m, "random_ap")
+    out = [(label, "-") for label, _ in rows({})]
+    out[0] = (out[0][0], _fmt("{:.3f}", p))
+    out[1] = (out[1][0], _fmt("{:.3f}", 2 * p / (1 + p)))
+    return out
+
+
+def baselines(exp_show: list[dict]) -> tuple[dict[str, dict], int]:
+    """Classical-baseline experiments (`model.decoder: none`) of the commit -> evaluate metrics,
+    and how many experiments the commit has in all."""
+    found, total = {}, 0
+    for entry in exp_show:
+        for group in entry.get("experiments") or []:
+            for rev in group.get("revs") or []:
+                total += 1
+                data = rev.get("data") or {}
+                params = (data.get("params") or {}).get("params.yaml", {}).get("data", {})
+                metrics = (data.get("metrics") or {}).get(EVALUATE, {}).get("data")
+                if params.get("model", {}).get("decoder") == "none" and metrics:
+                    found[rev.get("name") or group.get("name") or rev["rev"][:7]] = metrics
+    return found, total
+
+
+def exp_show() -> list[dict] | str:
+    """`dvc exp show --json`, or why it is not available."""
+    try:
+        res = subprocess.run(["dvc", "exp", "show", "--json"], capture_output=True, text=True, timeout=120)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        return f"dvc exp show failed ({e})"
+    if res.returncode:
+        return f"dvc exp show failed: {res.stderr.strip()[-200:]}"
+    return json.loads(res.stdout or "[]")
+
+
+def table(columns: dict[str, list[tuple[str, str]]]) -> str:
+    names = list(columns)
+    lines = ["".ljust(LABEL_W) + "".join(n[: COL_W - 1].rjust(COL_W) for n in names)]
+    for i, (label, _) in enumerate(columns[names[0]]):
+        lines.append(label.ljust(LABEL_W) + "".join(columns[n][i][1].rjust(COL_W) for n in names))
+    return "\n".join(lines)
+
+
+def summary(metrics_path: Path, exps: list[dict] | str) -> str:
+    if not metrics_path.exists():
+        return f"{metrics_path} not found: run `make repro` (or `dvc repro`) first"
+    m = json.loads(metrics_path.read_text())
+    columns = {"this run": rows(m), "random": random_rows(m)}
+    notes = []
+    if isinstance(exps, str):
+        notes.append(f"baseline rows: {exps}")
+    else:
+        found, total = baselines(exps)
+        for name, metrics in sorted(found.items())[:MAX_BASELINES]:
+            columns[name] = rows(metrics)
+        if not found:
+            notes.append(
+                'baseline rows: none on this commit yet; `SWEEP_ONLY="rf sp-gbm" make sweep` runs the random-forest'
+                " and superpixel baselines, then this table shows them"
+            )
+        if total:
+            notes.append(f"{total} experiment(s) on this commit: python scripts/leaderboard.py ranks them all")
+    n = m.get("observations")
+    head = f"Held-out test clusters, pixels within the river AOI ({metrics_path}{f', {n} observations' if n else ''})"
+    rest = (
+        f"The rest: dvc metrics show ({len(m)} numbers in evaluate.json alone: per cluster, whole scene, calibration,"
+        " exact truth), dvc plots show (PR and reliability curves, overlays), reports/map.html (the map)."
+    )
+    wrapped = [textwrap.fill(t, 100, subsequent_indent="  ") for t in [*notes, rest]]
+    return "\n".join([textwrap.fill(head, 100), "", table(columns), "", *wrapped])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--metrics", type=Path, default=Path(EVALUATE))
+    ap.add_argument("--exp-json", type=Path, help="a saved `dvc exp show --json` instead of running it")
+    a = ap.parse_args()
+    exps = json.loads(a.exp_json.read_text()) if a.exp_json else exp_show()
+    print(summary(a.metrics, exps))
+    sys.exit(0 if a.metrics.exists() else 1)
+
+
+if __name__ == "__main__":
+    main()
