@@ -60,7 +60,7 @@ def make_project(where: Path) -> Path:
     proj.mkdir()
     for name in ("stages", "src"):
         shutil.copytree(ROOT / name, proj / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
-    for name in ("dvc.yaml", ".dvcignore", ".gitignore"):
+    for name in ("dvc.yaml", ".dvcignore", ".gitignore", "package-lock.json"):  # the map inlines Leaflet of the lock
         shutil.copy(ROOT / name, proj / name)
     (proj / "data").mkdir()
     (proj / "data" / "sites.geojson").write_text(json.dumps(sites_geojson(SITES)))
