@@ -25,7 +25,13 @@ class Bright(nn.Module):
 
 
 @pytest.fixture
-def inputs(tmp_path, monkeypatch):
+def devices():
+    """The devices that the fake `models.load_checkpoint` of `inputs` was asked for."""
+    return []
+
+
+@pytest.fixture
+def inputs(tmp_path, monkeypatch, devices):
     grid = Grid(CRS.from_epsg(32644), from_origin(500_000, 2_800_000, 10, 10), 150, 200)
     data = np.zeros((3, 150, 200), np.float32)
     data[2, 40:80, 50:100] = 1.0  # a 40 x 50 px (20 ha) bright block
@@ -34,7 +40,12 @@ def inputs(tmp_path, monkeypatch):
     ckpt = tmp_path / "model.pt"
     meta = {"encoder": "resnet18", "decoder": "unet", "bands": BANDS, "mean": [0.0] * 3, "std": [1.0] * 3}
     torch.save(models.save_checkpoint(nn.Conv2d(3, 1, 1), meta), ckpt)
-    monkeypatch.setattr(models, "load_checkpoint", lambda path: (Bright(), {**meta, "path": path}))
+
+    def load(path, device="cpu"):
+        devices.append(device)
+        return Bright(), {**meta, "path": path}
+
+    monkeypatch.setattr(models, "load_checkpoint", load)
     return img, ckpt, grid
 
 
@@ -52,6 +63,29 @@ def test_predict_writes_cog_mask_and_polygons(inputs, tmp_path, capsys):
     feats = json.loads(poly.read_text())["features"]
     assert len(feats) == 1 and feats[0]["properties"]["area_ha"] == pytest.approx(20.0)
     assert "1 polygons, 20.0 ha" in capsys.readouterr().out
+
+
+def test_predict_on_the_cpu_device(inputs, devices, tmp_path):
+    img, ckpt, _ = inputs
+    out = tmp_path / "p.tif"
+    main(["predict", str(img), "--model", str(ckpt), "--out", str(out), "--device", "cpu",
+          "--window", "64", "--stride", "48", "--discard", "8"])  # fmt: skip
+    assert devices == [torch.device("cpu")]
+    with rasterio.open(out) as ds:
+        assert ds.read(1).sum() == 255 * 40 * 50
+
+
+def test_predict_on_a_gpu_torch_does_not_see_is_a_clear_error(inputs, devices, tmp_path, capsys, monkeypatch):
+    img, ckpt, _ = inputs
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    for workers in ("0", "2"):  # in this process, or before any Dask worker starts
+        with pytest.raises(SystemExit) as exc:
+            main(["predict", str(img), "--model", str(ckpt), "--out", str(tmp_path / "p.tif"), "--device", "cuda:1",
+                  "--workers", workers])  # fmt: skip
+        assert exc.value.code == 1
+        err = capsys.readouterr().err
+        assert "sandmine predict --device" in err and "device 'cuda:1' asked" in err and "no CUDA device" in err
+    assert not (tmp_path / "p.tif").exists() and not devices
 
 
 def test_missing_band_is_a_clear_error(inputs, tmp_path, capsys):
@@ -76,6 +110,7 @@ def test_predict_defaults_come_from_params_schema():
         p.window_px, p.stride_px, p.discard_px, p.batch_size, p.blend
     )  # fmt: skip
     assert (a.threshold, a.tile_rows, a.threads, a.min_area_ha) == (p.threshold, p.tile_rows, p.threads, i.min_area_ha)
+    assert (a.device, a.precision) == (p.device, p.precision) == ("auto", "32")
 
 
 @pytest.mark.parametrize(
@@ -88,6 +123,8 @@ def test_predict_defaults_come_from_params_schema():
         (["--threshold", "1.5"], "--threshold: predict.threshold must be in (0, 1), got 1.5"),
         (["--blend", "max"], "--blend: predict.blend must be one of: mean | gaussian, got 'max'"),
         (["--stride", "ten"], "--stride: predict.stride_px must be an integer, got 'ten'"),
+        (["--device", "gpu"], "--device: predict.device must be one of: auto | cpu | cuda | cuda:N, got 'gpu'"),
+        (["--precision", "16"], "--precision: predict.precision must be one of: 32 | bf16, got '16'"),
     ],
     ids=lambda v: v[0] if isinstance(v, list) else "",
 )
@@ -117,7 +154,7 @@ def faint(tmp_path, monkeypatch):
     meta = {"encoder": "resnet18", "decoder": "unet", "bands": BANDS, "mean": [0.0] * 3, "std": [1.0] * 3}
 
     def run(extra_meta, *args):
-        monkeypatch.setattr(models, "load_checkpoint", lambda path: (Bright(), {**meta, **extra_meta}))
+        monkeypatch.setattr(models, "load_checkpoint", lambda path, device="cpu": (Bright(), {**meta, **extra_meta}))
         mask = tmp_path / "m.tif"
         main(["predict", str(tmp_path / "scene.tif"), "--model", "m.pt", "--out", str(tmp_path / "p.tif"),
               "--mask", str(mask), "--window", "64", "--stride", "48", "--discard", "8", *args])  # fmt: skip

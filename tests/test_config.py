@@ -79,6 +79,9 @@ BAD_VALUES = [  # (params.yaml snippet, fragments of the message)
     ("train:\n  confidence:\n    low: 0\n", ["'train.confidence.low' must be in (0, 1], got 0.0"]),
     ("model:\n  indices: [NDXI]\n", ["'model.indices'", "NDXI"]),
     ("bands: []\n", ["'bands' must be a non-empty list of: B1"]),
+    ("train:\n  device: gpu\n", ["'train.device' must be one of: auto | cpu | cuda | cuda:N, got 'gpu'", "'auto'"]),
+    ("predict:\n  device: cuda:a\n", ["'predict.device' must be one of: auto | cpu | cuda | cuda:N, got 'cuda:a'"]),
+    ("train:\n  precision: 16\n", ["'train.precision' must be one of: 32 | bf16, got '16'"]),
 ]
 
 
@@ -99,6 +102,13 @@ def test_load_params_threshold_null_or_a_probability(tmp_path):
     assert load_params(f).predict.threshold == 0.35
     f.write_text("predict:\n  threshold: null\n")
     assert load_params(f).predict.threshold is None
+
+
+def test_load_params_device_and_precision_are_checked_for_form_here_and_for_hardware_later(tmp_path):
+    f = tmp_path / "params.yaml"
+    f.write_text("train:\n  device: cuda:3\n  precision: 32\npredict:\n  device: cpu\n  precision: bf16\n")
+    p = load_params(f)  # no GPU needed to load: the stage that uses the device checks that torch sees it
+    assert (p.train.device, p.train.precision, p.predict.device, p.predict.precision) == ("cuda:3", "32", "cpu", "bf16")
 
 
 def test_schema_every_numeric_and_choice_field_declares_its_valid_values():

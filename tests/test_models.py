@@ -302,3 +302,65 @@ def test_confidence_weights_lower_the_loss_of_uncertain_pixels():
     torch.testing.assert_close(loss(logits, y, w), base)
     logits[0, 1:] = -2.0  # now the low-confidence pixels are wrong: they count less than before
     assert loss(logits, y, w) < loss(logits, y, torch.ones(1, 4, 4))
+
+
+def test_fit_in_bf16_on_the_cpu_learns_and_predicts_close_to_fp32():
+    from sandmine import training
+    from sandmine.config import TrainParams
+    from sandmine.prediction import Stitch, predict
+
+    torch.manual_seed(0)
+    model = models.build("resnet18", "linear", CHANNELS, frozen=True)
+    tp = TrainParams(window_px=64, epochs=2, windows_per_epoch=16, val_windows=8, batch_size=8, lr=0.01, threads=1)
+    tp.device, tp.precision = "cpu", "bf16"
+    model, summary = training.fit(model, _scenes(2), _scenes(1, seed=9), tp)
+    assert summary["best_val_ap"] > 0.3
+    image = _scenes(1, seed=3)[0].image[:, :96, :96]
+    fp32, bf16 = (predict(model, image, Stitch(64, 48, 8, 2, precision=q)) for q in ("32", "bf16"))
+    assert fp32.dtype == bf16.dtype == np.float32
+    assert np.abs(fp32 - bf16).max() < 0.05 and not np.array_equal(fp32, bf16)
+
+
+# --- checkpoints across devices -----------------------------------------------------------------
+
+
+def _saved_as_if_on_gpu(obj, path):
+    """torch.save `obj` with every storage tagged 'cuda:0', as a file written from a GPU is."""
+    from torch import serialization
+
+    def tag(storage):
+        return "cuda:0" if storage.device.type == "cpu" else None
+
+    registry = serialization._package_registry[:]
+    serialization._package_registry.insert(0, (0, tag, lambda storage, location: None))
+    try:
+        torch.save(obj, path)
+    finally:
+        serialization._package_registry[:] = registry
+
+
+def test_checkpoint_saved_from_a_gpu_loads_on_the_cpu(tmp_path, monkeypatch):
+    torch.manual_seed(1)
+    model = models.build("resnet18", "unet", CHANNELS).eval()
+    path = tmp_path / "gpu.pt"
+    _saved_as_if_on_gpu(models.save_checkpoint(model, _meta("resnet18", "unet", CHANNELS)), path)
+    if not torch.cuda.is_available():  # the file really names a GPU: a plain load fails here
+        with pytest.raises(RuntimeError, match="CUDA"):
+            torch.load(path, weights_only=True)
+    seen = []
+    real_load = torch.load
+    monkeypatch.setattr(torch, "load", lambda *a, **k: seen.append(k["map_location"]) or real_load(*a, **k))
+    loaded, _ = models.load_checkpoint(str(path), "cpu")
+    assert seen == [torch.device("cpu")]  # tensors are mapped to the target device as they load
+    assert all(t.device.type == "cpu" for t in loaded.state_dict().values())
+    x = torch.randn(1, len(CHANNELS), 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x), model(x))
+
+
+def test_save_checkpoint_on_the_cpu_keeps_the_tensors_and_their_metadata():
+    model = models.build("resnet18", "unet", CHANNELS)
+    state = models.save_checkpoint(model, _meta("resnet18", "unet", CHANNELS))["state_dict"]
+    own = model.state_dict()
+    assert all(state[k].data_ptr() == v.data_ptr() for k, v in own.items())  # no copy: the same bytes are saved
+    assert state._metadata == own._metadata  # batch-norm versions kept

@@ -90,10 +90,13 @@ def test_wide_rasters_are_read_in_column_chunks(rng, monkeypatch):
         widths.append(c1 - c0)
         return image[:, a:b, c0:c1]
 
-    model, s = _conv_model(3), Stitch(64, 48, 8, 4, "gaussian")
+    model, s = _conv_model(3), Stitch(64, 48, 8, 2, "gaussian")
     got = np.concatenate([blk for _, blk in predict_rows(model, read, 100, 400, s)])
     assert max(widths) <= 64 + 48 and min(widths) >= 64  # never the whole width
     assert np.array_equal(got, predict(model, image, s))  # same answer as one read per strip
+    widths.clear()  # a batch larger than a chunk widens the reads to one batch of windows, no more
+    got = np.concatenate([blk for _, blk in predict_rows(model, read, 100, 400, Stitch(64, 48, 8, 4, "gaussian"))])
+    assert max(widths) <= 64 + 3 * 48 < 400 and np.array_equal(got, predict(model, image, s))
 
 
 @pytest.mark.parametrize("rows", [(0, 97), (97, 211), (211, 300), (40, 41)])

@@ -63,3 +63,21 @@ def test_task_error_reaches_the_caller(setup, tmp_path):
     bad.write_bytes(b"not a tiff")
     with pytest.raises(SandmineError, match="bad.tif"):
         scale.predict_many(ckpt_path, [scale.Job(bad, tmp_path / "out.tif")], Stitch(64, 48, 8, 4), workers=0)
+
+
+def test_the_device_string_reaches_each_dask_task(setup, tmp_path, monkeypatch):
+    import torch
+    from dask.distributed import LocalCluster
+
+    ckpt_path, srcs = setup
+    asked, loaded = [], []
+    real_resolve, real_model = scale.resolve_device, scale._model
+    monkeypatch.setattr(scale, "resolve_device", lambda spec, where: asked.append(spec) or real_resolve(spec, where))
+    monkeypatch.setattr(scale, "_model", lambda path, device: loaded.append(device) or real_model(path, device))
+    jobs = [scale.Job(src, tmp_path / src.name) for src in srcs]
+    # workers in this process (threads), so the tasks' calls are seen here; 3 + 2 row tiles
+    with LocalCluster(n_workers=1, processes=False, dashboard_address=None) as cluster:
+        scale.predict_many(ckpt_path, jobs, Stitch(64, 48, 8, 4), 0, cluster.scheduler_address, 80, 1, "auto")
+    assert asked == ["auto"] * 5  # resolved in the task, not before: a remote worker may have a GPU we lack
+    assert loaded == [torch.device("cpu")] * 5  # auto without CUDA
+    assert all((tmp_path / src.name).exists() for src in srcs)

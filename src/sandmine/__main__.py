@@ -31,15 +31,20 @@ def _predict(a: argparse.Namespace) -> None:
     from sandmine.vectorize import polygons
 
     check_grid(a.window, a.stride, a.discard, "sandmine predict", names=("--window", "--stride", "--discard"))
-    s = Stitch(a.window, a.stride, a.discard, a.batch_size, a.blend)
+    s = Stitch(a.window, a.stride, a.discard, a.batch_size, a.blend, a.precision)
     ckpt = None
+    where = "sandmine predict --device"
     if a.workers:
-        scale.predict_many(a.model, [scale.Job(a.image, a.out)], s, a.workers, a.scheduler, a.tile_rows, a.threads)
+        job = scale.Job(a.image, a.out)
+        scale.predict_many(a.model, [job], s, a.workers, a.scheduler, a.tile_rows, a.threads, a.device, where)
     else:
         import torch
 
+        from sandmine.device import resolve_device
+
+        device = resolve_device(a.device, where)
         torch.set_num_threads(a.threads)
-        model, ckpt = models.load_checkpoint(str(a.model))
+        model, ckpt = models.load_checkpoint(str(a.model), device)
         predict_file(model, ckpt, a.image, a.out, s, progress=True)
     if a.polygons or a.mask:
         threshold = _threshold(a, ckpt if ckpt is not None else models.load_checkpoint(str(a.model))[1])
@@ -173,6 +178,8 @@ def parser() -> argparse.ArgumentParser:
     _add(p, "--discard", "predict.discard_px")
     _add(p, "--batch-size", "predict.batch_size")
     _add(p, "--blend", "predict.blend")
+    _add(p, "--device", "predict.device", "where the model runs (auto: a GPU when torch sees one); ")
+    _add(p, "--precision", "predict.precision", "bf16: autocast to bfloat16; ")
     # one image is predicted here by default: a Dask cluster (params.yaml's workers: 1) pays off over many
     _add(p, "--workers", "predict.workers", "Dask worker processes (0: this process); ", default=0)
     p.add_argument("--scheduler", default=PredictParams().scheduler, help="address of a running Dask scheduler")

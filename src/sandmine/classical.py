@@ -13,6 +13,7 @@ from tqdm import tqdm
 
 from sandmine import training
 from sandmine.config import BaselineParams, TrainParams
+from sandmine.device import place, resolve_device
 from sandmine.labels import IGNORE
 from sandmine.models.baselines import PixelForest, SuperpixelGBM, TreeEnsemble, segment_features, slic
 from sandmine.windows import sample_centres
@@ -27,19 +28,23 @@ def fit(
     tp: TrainParams,
 ) -> tuple[nn.Module, dict[str, float]]:
     """Fit a baseline on training scenes (`training.Scene`); validation AP on the same windows as
-    the deep models. Loss weights of annotation confidence become sample weights."""
+    the deep models. Loss weights of annotation confidence become sample weights.
+
+    The trees are fitted on the CPU (scikit-learn); the fitted model predicts on `tp.device`, where it
+    is returned."""
     rng = np.random.default_rng(tp.seed)
     pos, _ = training.positive_weight(train)
     if name == "random_forest":
         model: nn.Module = _fit_forest(train, len(channels), bp, tp.seed, rng, tp.threads)
     else:
         model = _fit_superpixels(train, len(channels), bp, tp.seed)
+    model = place(model, resolve_device(tp.device, "params.yaml: train.device"))
     vx, vy, va, _ = training._windows(
         val,
         sample_centres([s.aoi for s in val], tp.val_windows, np.random.default_rng(tp.seed + 1)),
         tp.window_px,
     )
-    ap = training.validation_ap(model, vx, vy, va, tp.batch_size)
+    ap = training.validation_ap(model, vx, vy, va, tp.batch_size, tp.precision)
     return model, {"best_val_ap": ap, "best_epoch": 1, "epochs_run": 1, "train_mine_fraction": pos}
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import types
 import typing
 from collections.abc import Iterator
@@ -98,6 +99,19 @@ class Items(Spec):
         return f" ({', '.join(map(repr, unknown))} unknown)" if unknown and len(value) > 1 else ""
 
 
+class Pattern(Spec):
+    """Text that matches a regular expression, described in `words` ("auto | cpu | cuda | cuda:N")."""
+
+    def __init__(self, regex: str, words: str) -> None:
+        self.regex, self.words = regex, words
+
+    def accepts(self, value: Any) -> bool:
+        return isinstance(value, str) and re.fullmatch(self.regex, value) is not None
+
+    def __str__(self) -> str:
+        return f"one of: {self.words}"
+
+
 def param(default: Any, valid: Spec) -> Any:
     """A dataclass field with its default (a list is copied per instance) and its valid values."""
     if isinstance(default, list):
@@ -110,6 +124,8 @@ SEED = Range(ge=0)
 SHARE = Range(ge=0, le=1)  # a probability or fraction, ends included
 WINDOW = Range(ge=32, multiple_of=32)  # encoders downsample by 32
 ROLES = ("train", "val", "test", "infer")
+DEVICE = Pattern(r"auto|cpu|cuda(?::(\d+))?", "auto | cpu | cuda | cuda:N")  # auto: CUDA when torch sees it
+PRECISION = Choice("32", "bf16")  # bf16: autocast to bfloat16 (README: GPU)
 
 
 @dataclass
@@ -239,6 +255,8 @@ class TrainParams:
     confidence: ConfidenceParams = field(default_factory=ConfidenceParams)
     patience: int = param(4, COUNT)  # epochs without improvement before stopping
     seed: int = param(0, SEED)
+    device: str = param("auto", DEVICE)  # also runs pretrain; checked when the stage starts
+    precision: str = param("32", PRECISION)
     threads: int = param(2, COUNT)
     resume: bool = True  # after an interruption, go on from the last finished epoch (same result)
 
@@ -272,6 +290,8 @@ class PredictParams:
     # best_f1 (highest val pixel F1 in the AOI) | area (val predicted mined area = labelled area)
     operating_point: str = param("best_f1", Choice("best_f1", "area"))
     blend: str = param("gaussian", Choice("mean", "gaussian"))
+    device: str = param("auto", DEVICE)  # evaluate, infer (every Dask worker) and `sandmine predict`
+    precision: str = param("32", PRECISION)  # also the train stage's predictions of val (the threshold)
     workers: int = param(1, Range(ge=0))  # Dask worker processes (0: no Dask)
     scheduler: str | None = None
     tile_rows: int = param(4096, COUNT)

@@ -25,6 +25,7 @@ from torch import nn
 from tqdm import tqdm
 
 from sandmine.bands import normalise, read_names
+from sandmine.device import autocast, device_of, to_device
 from sandmine.errors import SandmineError
 from sandmine.metrics import quantise
 from sandmine.raster import CogWriter, Grid, ImageReader
@@ -36,13 +37,14 @@ __all__ = ["BLENDS", "Stitch", "blend_weights", "normalise", "predict", "predict
 
 @dataclass(frozen=True)
 class Stitch:
-    """How windows are laid out and blended."""
+    """How windows are laid out, batched and blended; `precision` "bf16" runs the model under bf16 autocast."""
 
     window: int
     stride: int
     discard: int
     batch_size: int
     blend: str = "gaussian"
+    precision: str = "32"
 
 
 def blend_weights(window: int, blend: str) -> np.ndarray:
@@ -58,7 +60,7 @@ def blend_weights(window: int, blend: str) -> np.ndarray:
 
 
 Reader = Callable[[int, int, int, int], np.ndarray]
-CHUNK_PX = 2048  # columns read at a time: memory does not grow with the raster's width either
+CHUNK_PX = 2048  # columns read at a time (or one batch of windows): memory does not grow with the width either
 
 
 @torch.no_grad()
@@ -68,7 +70,7 @@ def predict_rows(
     """Yield (first row, (n, width) float32 probabilities) for rows [row0, row1), top to bottom.
 
     Args:
-        model: (B, C, window, window) -> (B, 1, window, window) logits.
+        model: (B, C, window, window) -> (B, 1, window, window) logits; runs on its own device.
         read: read(r0, r1, c0, c1) -> (C, r1 - r0, c1 - c0) normalised float32 input.
         height, width: raster size; both must be at least `s.window` (see `predict` for smaller).
     """
@@ -78,7 +80,7 @@ def predict_rows(
     weights = blend_weights(s.window, s.blend)
     needed = [r for r in starts(height, s.window, s.stride) if r < row1 and r + s.window > row0]
     cols = starts(width, s.window, s.stride)
-    per_chunk = max(1, CHUNK_PX // s.window)
+    per_chunk = max(1, CHUNK_PX // s.window, s.batch_size)  # a batch of windows comes from one read
     chunks = [cols[i : i + per_chunk] for i in range(0, len(cols), per_chunk)]
     plan = [(k, r, chunk) for k, r in enumerate(needed) for chunk in chunks]
 
@@ -87,6 +89,7 @@ def predict_rows(
         return read(r, r + s.window, chunk[0], chunk[-1] + s.window)
 
     model.eval()
+    device = device_of(model)
     lo = needed[0]  # first row held in the accumulators
     total = np.zeros((0, width), np.float32)
     wsum = np.zeros((0, width), np.float32)
@@ -104,8 +107,10 @@ def predict_rows(
             c0 = chunk[0]
             for b in range(0, len(chunk), s.batch_size):
                 batch = chunk[b : b + s.batch_size]
-                xb = torch.from_numpy(np.stack([x[:, :, c - c0 : c - c0 + s.window] for c in batch]))
-                prob = torch.sigmoid(model(xb))[:, 0].numpy()
+                xb = to_device(np.stack([x[:, :, c - c0 : c - c0 + s.window] for c in batch]), device)
+                with autocast(device, s.precision):
+                    logits = model(xb)
+                prob = torch.sigmoid(logits.float())[:, 0].cpu().numpy()
                 for c, p in zip(batch, prob):
                     rs, cs = keep_region(r, c, s.window, height, width, s.discard)
                     wt = weights[rs, cs]

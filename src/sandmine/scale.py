@@ -2,7 +2,8 @@
 
 Each task streams one tile (a range of rows) of one image into its own COG; a second task per
 image joins the tiles into the final COG. With `workers == 0` the same tasks run in this
-process, in order. A task loads the model from its checkpoint path once per worker process.
+process, in order. A task loads the model from its checkpoint path once per worker process, on
+the device its device string names (resolved in the worker: `auto` is that worker's GPU if any).
 """
 
 from __future__ import annotations
@@ -18,11 +19,12 @@ import rasterio.windows
 import torch
 
 from sandmine import models
+from sandmine.device import resolve_device
 from sandmine.prediction import Stitch, predict_file
 from sandmine.raster import CogWriter, read_grid
 
 log = logging.getLogger(__name__)
-_MODELS: dict[tuple[str, float], tuple[torch.nn.Module, dict]] = {}
+_MODELS: dict[tuple[str, float, str], tuple[torch.nn.Module, dict]] = {}
 
 
 @dataclass(frozen=True)
@@ -39,11 +41,11 @@ def tiles(height: int, tile_rows: int) -> list[tuple[int, int]]:
     return [(a, min(a + tile_rows, height)) for a in range(0, height, tile_rows)]
 
 
-def _model(path: str) -> tuple[torch.nn.Module, dict]:
-    key = (path, Path(path).stat().st_mtime)
+def _model(path: str, device: torch.device) -> tuple[torch.nn.Module, dict]:
+    key = (path, Path(path).stat().st_mtime, str(device))
     if key not in _MODELS:
         _MODELS.clear()
-        _MODELS[key] = models.load_checkpoint(path)
+        _MODELS[key] = models.load_checkpoint(path, device)
     return _MODELS[key]
 
 
@@ -51,10 +53,12 @@ def _tile_path(dst: Path, i: int) -> Path:
     return dst.with_name(f".tmp-{dst.name}.tile{i:04d}.tif")
 
 
-def predict_tile(model_path: str, job: Job, s: Stitch, rows: tuple[int, int] | None, i: int, threads: int) -> str:
-    """One task: predict `rows` of `job.src` (all rows if None) into a tile COG, or the final COG."""
+def predict_tile(
+    model_path: str, job: Job, s: Stitch, rows: tuple[int, int] | None, i: int, threads: int, device: str = "cpu"
+) -> str:
+    """One task: predict `rows` of `job.src` (all rows if None) into a tile COG, or the final COG, on `device`."""
     torch.set_num_threads(threads)
-    model, ckpt = _model(model_path)
+    model, ckpt = _model(model_path, resolve_device(device, "predict.device"))
     out = job.dst if rows is None else _tile_path(job.dst, i)
     predict_file(model, ckpt, job.src, out, s, dict(job.tags), rows=rows)
     return str(out)
@@ -87,6 +91,8 @@ def predict_many(
     scheduler: str | None = None,
     tile_rows: int = 4096,
     threads: int = 1,
+    device: str = "cpu",
+    where: str = "params.yaml: predict.device",
 ) -> None:
     """Predict every job; images taller than `tile_rows` are split into row tiles.
 
@@ -95,8 +101,13 @@ def predict_many(
         scheduler: address of a running Dask scheduler (e.g. tcp://10.0.0.5:8786); paths must
             then be on storage that the workers share.
         threads: torch threads per task.
+        device: `auto | cpu | cuda | cuda:N`, sent to each task as text and resolved there.
+        where: what set `device`, for the error when this machine lacks it.
     """
     from tqdm import tqdm
+
+    if scheduler is None:  # local tasks: a device this machine lacks stops here, before any worker starts
+        resolve_device(device, where)
 
     plan = []
     for job in jobs:
@@ -109,7 +120,7 @@ def predict_many(
             for job, parts in plan:
                 done = []
                 for i, rows in enumerate(parts):
-                    done.append(predict_tile(str(model_path), job, s, rows, i, threads))
+                    done.append(predict_tile(str(model_path), job, s, rows, i, threads, device))
                     bar.update()
                 if parts != [None]:
                     join_tiles(job, done)
@@ -127,7 +138,7 @@ def predict_many(
         futures, joins = [], []
         for job, parts in plan:
             tile_futs = [
-                client.submit(predict_tile, str(model_path), job, s, rows, i, threads, pure=False)
+                client.submit(predict_tile, str(model_path), job, s, rows, i, threads, device, pure=False)
                 for i, rows in enumerate(parts)
             ]
             futures += tile_futs

@@ -20,6 +20,7 @@ from torch import nn
 from tqdm import tqdm
 
 from sandmine.config import SslParams
+from sandmine.device import autocast, place, to_device
 from sandmine.windows import crop, sample_centres
 
 log = logging.getLogger(__name__)
@@ -66,13 +67,26 @@ def _views(
     return np.stack(q).astype(np.float32), np.stack(k).astype(np.float32)
 
 
-def pretrain(encoder: nn.Module, width: int, sites: list[Site], p: SslParams) -> tuple[nn.Module, dict[str, float]]:
-    """Train `encoder` (whose last feature map has `width` channels) with MoCo; return it and a summary."""
+def pretrain(
+    encoder: nn.Module,
+    width: int,
+    sites: list[Site],
+    p: SslParams,
+    device: torch.device | None = None,
+    precision: str = "32",
+) -> tuple[nn.Module, dict[str, float]]:
+    """Train `encoder` (whose last feature map has `width` channels) with MoCo; return it (on the CPU) and a summary.
+
+    Views are drawn on the CPU as without a device; the encoder trains on `device` (default CPU)
+    at `precision`.
+    """
+    device = device or torch.device("cpu")
     torch.manual_seed(p.seed)
     rng = np.random.default_rng(p.seed)
-    query = MoCo(encoder, width)
+    query = place(MoCo(encoder, width), device)
     key = copy.deepcopy(query).requires_grad_(False)
     queue = F.normalize(torch.randn(p.queue, 128, generator=torch.Generator().manual_seed(p.seed)), dim=1)
+    queue = queue.to(device)
     ptr = 0
     opt = torch.optim.SGD(query.parameters(), lr=p.lr, momentum=0.9, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=p.epochs)
@@ -88,18 +102,20 @@ def pretrain(encoder: nn.Module, width: int, sites: list[Site], p: SslParams) ->
             if len(chunk) < 2:
                 continue
             xq, xk = _views(sites, chunk, p.window_px, rng)
-            q = query(torch.from_numpy(xq))
+            with autocast(device, precision):
+                q = query(to_device(xq, device)).float()
             with torch.no_grad():
                 for pk, pq in zip(key.parameters(), query.parameters()):
                     pk.mul_(p.momentum).add_(pq.detach(), alpha=1 - p.momentum)
-                k = key(torch.from_numpy(xk))
+                with autocast(device, precision):
+                    k = key(to_device(xk, device)).float()
             logits = torch.cat([(q * k).sum(1, keepdim=True), q @ queue.t()], 1) / p.temperature
-            loss = F.cross_entropy(logits, torch.zeros(len(q), dtype=torch.long))
+            loss = F.cross_entropy(logits, torch.zeros(len(q), dtype=torch.long, device=device))
             opt.zero_grad()
             loss.backward()
             opt.step()
             m = len(k)
-            idx = (torch.arange(m) + ptr) % p.queue
+            idx = (torch.arange(m, device=device) + ptr) % p.queue
             queue[idx] = k
             ptr = (ptr + m) % p.queue
             total += float(loss.detach()) * m
@@ -110,7 +126,7 @@ def pretrain(encoder: nn.Module, width: int, sites: list[Site], p: SslParams) ->
         losses.append(total / max(n, 1))
         accs.append(hits / max(n, 1))
         log.info("moco epoch %d: loss %.4f, positive ranked first %.3f", epoch, losses[-1], accs[-1])
-    return encoder, {
+    return place(encoder, torch.device("cpu")), {
         "loss_first": losses[0],
         "loss_last": losses[-1],
         "top1_first": accs[0],

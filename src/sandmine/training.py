@@ -18,6 +18,7 @@ from torch import nn
 from tqdm import tqdm
 
 from sandmine.config import TrainParams
+from sandmine.device import autocast, device_of, place, resolve_device, to_device
 from sandmine.files import atomic_path
 from sandmine.labels import IGNORE
 from sandmine.metrics import Histogram, quantise
@@ -90,7 +91,8 @@ def loss_fn(kind: str, pos_weight: float) -> Loss:
         z, t = logits[valid], t[valid]
         wv = w[valid] if w is not None else torch.ones_like(z)
         if kind == "wbce":
-            bce = F.binary_cross_entropy_with_logits(z, t, pos_weight=torch.tensor(pos_weight), reduction="none")
+            pw = torch.tensor(pos_weight, device=z.device)
+            bce = F.binary_cross_entropy_with_logits(z, t, pos_weight=pw, reduction="none")
             return (bce * wv).sum() / wv.sum()
         p = torch.sigmoid(z)
         if kind == "dice":
@@ -103,12 +105,17 @@ def loss_fn(kind: str, pos_weight: float) -> Loss:
 
 
 @torch.no_grad()
-def validation_ap(model: nn.Module, x: np.ndarray, y: np.ndarray, a: np.ndarray, batch: int) -> float:
-    """AP over AOI pixels of fixed validation windows (ignore pixels excluded)."""
+def validation_ap(
+    model: nn.Module, x: np.ndarray, y: np.ndarray, a: np.ndarray, batch: int, precision: str = "32"
+) -> float:
+    """AP over AOI pixels of fixed validation windows (ignore pixels excluded), on the model's device."""
     model.eval()
     hist = Histogram()
+    device = device_of(model)
     for b in range(0, len(x), batch):
-        prob = torch.sigmoid(model(torch.from_numpy(x[b : b + batch])))[:, 0].numpy()
+        with autocast(device, precision):
+            logits = model(to_device(x[b : b + batch], device))
+        prob = torch.sigmoid(logits.float())[:, 0].cpu().numpy()
         keep = a[b : b + batch] & (y[b : b + batch] != IGNORE)
         hist.add(quantise(prob), y[b : b + batch] == 1, keep)
     return hist.average_precision()
@@ -143,12 +150,13 @@ class FeatureCache:
     order with a new random flip or rotation per batch, applied to features and labels alike.
     """
 
-    def __init__(self, model: nn.Module, x: np.ndarray, batch: int):
+    def __init__(self, model: nn.Module, x: np.ndarray, batch: int, precision: str = "32"):
         model.eval()
         levels: list[list[torch.Tensor]] = []
-        with torch.no_grad():
+        device = device_of(model)  # features stay on the model's device
+        with torch.no_grad(), autocast(device, precision):
             for b in tqdm(range(0, len(x), batch), desc="encoding windows", unit="batch", leave=False):
-                for k, f in enumerate(model.encoder(torch.from_numpy(x[b : b + batch]))):  # type: ignore[operator]
+                for k, f in enumerate(model.encoder(to_device(x[b : b + batch], device))):  # type: ignore[operator]
                     if k == len(levels):
                         levels.append([])
                     levels[k].append(f)
@@ -182,7 +190,12 @@ def fit(
     Windows of `params.window_px` are centred on AOI pixels of the training scenes. A frozen
     encoder (`model.frozen`) is run once over a fixed pool of windows (`FeatureCache`); then each
     epoch trains only the decoder.
+
+    The model trains on `params.device` (and is returned there) at `params.precision`; windows are
+    drawn and augmented on the CPU exactly as without a device, then copied.
     """
+    device = resolve_device(params.device, "params.yaml: train.device")
+    model = place(model, device)
     torch.manual_seed(params.seed)
     rng = np.random.default_rng(params.seed)
     pos, pos_weight = positive_weight(train)
@@ -195,7 +208,8 @@ def fit(
     frozen = bool(getattr(model, "frozen", False))
     if frozen:
         pool = _windows(train, sample_centres([s.aoi for s in train], params.windows_per_epoch, rng), params.window_px)
-        cache, vcache = FeatureCache(model, pool[0], params.batch_size), FeatureCache(model, vx, params.batch_size)
+        cache = FeatureCache(model, pool[0], params.batch_size, params.precision)
+        vcache = FeatureCache(model, vx, params.batch_size, params.precision)
     opt = _optimizer(model, params)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=params.epochs)
     best_ap, best_epoch, best_state, stale = -1.0, 0, copy.deepcopy(model.state_dict()), 0
@@ -238,27 +252,29 @@ def fit(
                 if len(idx) < 2:
                     continue
                 k, flip = int(rng.integers(4)), bool(rng.integers(2))
-                y, w = (torch.from_numpy(_dihedral(arr[idx], k, flip)) for arr in (pool[1], pool[3]))
-                logits = model.decode(cache.batch(idx, k, flip), cache.size)  # type: ignore[operator]
+                y, w = (to_device(_dihedral(arr[idx], k, flip), device) for arr in (pool[1], pool[3]))
+                with autocast(device, params.precision):
+                    logits = model.decode(cache.batch(idx, k, flip), cache.size)  # type: ignore[operator]
             else:
                 chunk = centres[b : b + params.batch_size]
                 if len(chunk) < 2:  # batch norm needs two windows
                     continue
                 x, ya, _, wa = _windows(train, chunk, params.window_px)
                 x, ya, wa = _augment([x, ya, wa], rng)
-                y, w = torch.from_numpy(ya), torch.from_numpy(wa)
-                logits = model(torch.from_numpy(x))
+                y, w = to_device(ya, device), to_device(wa, device)
+                with autocast(device, params.precision):
+                    logits = model(to_device(x, device))
             opt.zero_grad()
-            value = loss(logits[:, 0], y, w)
+            value = loss(logits[:, 0].float(), y, w)  # the loss in float32 whatever the precision
             value.backward()
             opt.step()
             total, n = total + float(value.detach()) * len(y), n + len(y)
             bar.set_postfix(loss=f"{total / max(n, 1):.4f}")
         sched.step()
         if frozen:
-            ap = _cached_ap(model, vcache, vy, va, params.batch_size)
+            ap = _cached_ap(model, vcache, vy, va, params.batch_size, params.precision)
         else:
-            ap = validation_ap(model, vx, vy, va, params.batch_size)
+            ap = validation_ap(model, vx, vy, va, params.batch_size, params.precision)
         epoch_s.append(time.perf_counter() - started)
         metrics = {"train_loss": total / max(n, 1), "val_ap": ap, "lr": float(sched.get_last_lr()[0])}
         on_epoch(epoch, metrics)
@@ -336,12 +352,17 @@ def _dihedral(a: np.ndarray, k: int, flip: bool) -> np.ndarray:
 
 
 @torch.no_grad()
-def _cached_ap(model: nn.Module, cache: FeatureCache, y: np.ndarray, a: np.ndarray, batch: int) -> float:
+def _cached_ap(
+    model: nn.Module, cache: FeatureCache, y: np.ndarray, a: np.ndarray, batch: int, precision: str = "32"
+) -> float:
     model.eval()
     hist = Histogram()
+    device = device_of(model)
     for b in range(0, len(y), batch):
         idx = np.arange(b, min(b + batch, len(y)))
-        prob = torch.sigmoid(model.decode(cache.batch(idx), cache.size))[:, 0].numpy()  # type: ignore[operator]
+        with autocast(device, precision):
+            logits = model.decode(cache.batch(idx), cache.size)  # type: ignore[operator]
+        prob = torch.sigmoid(logits.float())[:, 0].cpu().numpy()
         keep = a[idx] & (y[idx] != IGNORE)
         hist.add(quantise(prob), y[idx] == 1, keep)
     return hist.average_precision()

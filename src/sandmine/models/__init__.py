@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from sandmine.device import place
 from sandmine.errors import SandmineError
 from sandmine.models import decoders as dec
 from sandmine.models import encoders as enc
@@ -126,9 +127,13 @@ def save_checkpoint(model: nn.Module, meta: dict[str, Any]) -> dict[str, Any]:
     """A self-describing checkpoint: state dict plus everything needed to rebuild and use it.
 
     `meta` holds encoder, decoder, bands, indices, mean, std, window_px, train params, and for a
-    baseline the shapes of its tree arrays (`baseline`).
+    baseline the shapes of its tree arrays (`baseline`). Tensors are stored from the CPU, whatever
+    device the model is on, so a plain `torch.load` opens the file anywhere.
     """
-    return {"format": CHECKPOINT_FORMAT, "state_dict": model.state_dict(), **meta}
+    state = model.state_dict()
+    for k in list(state):  # in place: the state dict keeps its version metadata; on the CPU each tensor is itself
+        state[k] = state[k].cpu()
+    return {"format": CHECKPOINT_FORMAT, "state_dict": state, **meta}
 
 
 def channels(ckpt: dict[str, Any]) -> list[str]:
@@ -136,10 +141,14 @@ def channels(ckpt: dict[str, Any]) -> list[str]:
     return [*ckpt["bands"], *ckpt.get("indices", [])]
 
 
-def load_checkpoint(path: str) -> tuple[nn.Module, dict[str, Any]]:
-    """Rebuild a model from its checkpoint alone (loaded with weights_only=True)."""
+def load_checkpoint(path: str, device: str | torch.device = "cpu") -> tuple[nn.Module, dict[str, Any]]:
+    """Rebuild a model from its checkpoint alone (loaded with weights_only=True), on `device`.
+
+    Tensors are mapped to `device` as they load, whatever device they were saved from.
+    """
+    device = torch.device(device)
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        ckpt = torch.load(path, map_location=device, weights_only=True)
     except FileNotFoundError as exc:
         raise SandmineError("checkpoint not found", path, "run the train stage first") from exc
     except Exception as exc:
@@ -152,6 +161,6 @@ def load_checkpoint(path: str) -> tuple[nn.Module, dict[str, Any]]:
     model = build(
         ckpt["encoder"], ckpt["decoder"], channels(ckpt), bool(ckpt.get("frozen", False)), **ckpt.get("baseline", {})
     )
-    model.load_state_dict(ckpt["state_dict"])
+    place(model, device).load_state_dict(ckpt["state_dict"])
     model.eval()
     return model, ckpt

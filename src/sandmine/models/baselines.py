@@ -66,10 +66,10 @@ class TreeEnsemble(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(N, F) features -> (N,) scores."""
         idx = {k: getattr(self, k).long() for k in ("feature", "left", "right")}
-        out = torch.empty(x.shape[0])
+        out = torch.empty(x.shape[0], device=x.device)
         for a in range(0, x.shape[0], PIXEL_CHUNK):
             xt = x[a : a + PIXEL_CHUNK].t().contiguous()  # (F, n)
-            node = torch.zeros(self.feature.shape[0], xt.shape[1], dtype=torch.long)
+            node = torch.zeros(self.feature.shape[0], xt.shape[1], dtype=torch.long, device=x.device)
             for _ in range(self.depth):
                 xv = torch.gather(xt, 0, idx["feature"].gather(1, node))
                 go_left = xv <= self.threshold.gather(1, node)
@@ -162,11 +162,11 @@ class SuperpixelGBM(nn.Module):
         self.n_channels, self.trees, self.step, self.compactness = n_channels, trees, step, compactness
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = torch.empty(x.shape[0], 1, x.shape[2], x.shape[3])
-        for i, img in enumerate(x.detach().cpu().numpy()):
+        out = torch.empty(x.shape[0], 1, x.shape[2], x.shape[3], device=x.device)
+        for i, img in enumerate(x.detach().float().cpu().numpy()):  # superpixels on the CPU, trees on x's device
             seg = slic(img, self.step, self.compactness)
-            score = self.trees(torch.from_numpy(segment_features(img, seg)))
-            out[i, 0] = score[torch.from_numpy(seg).long()]
+            score = self.trees(torch.from_numpy(segment_features(img, seg)).to(x.device))
+            out[i, 0] = score[torch.from_numpy(seg).long().to(x.device)]
         return out
 
 

@@ -17,11 +17,11 @@ log = logging.getLogger(__name__)
 
 def stitch(p: Params) -> prediction.Stitch:
     q = p.predict
-    return prediction.Stitch(q.window_px, q.stride_px, q.discard_px, q.batch_size, q.blend)
+    return prediction.Stitch(q.window_px, q.stride_px, q.discard_px, q.batch_size, q.blend, q.precision)
 
 
 def predict_all(p: Params, model_path: Path, jobs: list[tuple[Path, Path]]) -> None:
-    """Predict (image, output COG) pairs with the params' stitching, over Dask workers."""
+    """Predict (image, output COG) pairs with the params' stitching, over Dask workers, on `predict.device`."""
     scale.predict_many(
         model_path,
         [scale.Job(src, dst) for src, dst in jobs],
@@ -30,6 +30,7 @@ def predict_all(p: Params, model_path: Path, jobs: list[tuple[Path, Path]]) -> N
         p.predict.scheduler,
         p.predict.tile_rows,
         p.predict.threads,
+        p.predict.device,
     )
 
 

@@ -13,6 +13,7 @@ import torch
 from sandmine import models, ssl
 from sandmine.bands import channels, read_names
 from sandmine.config import Params
+from sandmine.device import resolve_device
 from sandmine.errors import SandmineError
 from sandmine.files import atomic_path, round_metrics, write_json
 from sandmine.raster import read_image, read_mask
@@ -44,6 +45,7 @@ def run(p: Params, images: Path, aois: Path, split_csv: Path, out: Path, metrics
             "params.yaml: ssl.method",
             "set ssl.method: none, or pick a deep encoder",
         )
+    device = resolve_device(p.train.device, "params.yaml: train.device")  # before the images are read
     torch.set_num_threads(p.train.threads)
     torch.use_deterministic_algorithms(True, warn_only=True)
     names = read_names(p.model.bands, p.model.indices)
@@ -66,11 +68,13 @@ def run(p: Params, images: Path, aois: Path, split_csv: Path, out: Path, metrics
     prepared = [
         ssl.Site([(x - mean[:, None, None]) / std[:, None, None] for x in s], a) for s, a in zip(sites, raw_aois)
     ]
-    log.info("pretraining on %d sites, %d observations", len(prepared), sum(len(s.images) for s in prepared))
+    log.info(
+        "pretraining on %d sites, %d observations (%s)", len(prepared), sum(len(s.images) for s in prepared), device
+    )
     torch.manual_seed(p.ssl.seed)  # the encoder's initial weights come from the seed like every other draw
     model = models.build(p.model.encoder, "progressive" if p.model.encoder.startswith("vit") else "linear", chans)
     encoder: Any = model.encoder
-    encoder, summary = ssl.pretrain(encoder, encoder.channels[-1], prepared, p.ssl)
+    encoder, summary = ssl.pretrain(encoder, encoder.channels[-1], prepared, p.ssl, device, p.train.precision)
     record.update(encoder_class=type(encoder).__name__, state_dict=encoder.state_dict())
     with atomic_path(out) as tmp:
         torch.save(record, tmp)

@@ -17,6 +17,7 @@ import torch
 from sandmine import calibration, classical, models, prediction, training
 from sandmine.bands import channels, read_names
 from sandmine.config import Params
+from sandmine.device import resolve_device
 from sandmine.files import atomic_path, round_metrics, write_json
 from sandmine.labels import confidence_weights
 from sandmine.metrics import Histogram
@@ -81,6 +82,7 @@ def run(
     state: Path | None = None,
 ) -> None:
     models.check(p.model.encoder, p.model.decoder)
+    log.info("training on %s", resolve_device(p.train.device, "params.yaml: train.device"))  # before reading scenes
     torch.set_num_threads(p.train.threads)
     torch.use_deterministic_algorithms(True, warn_only=True)
     rows = read_split(split_csv)
