@@ -23,8 +23,10 @@ aoi: {rivers: vector, buffer_m: 1000.0, simplify_m: 250.0}
 split: {n_clusters: 3, val_clusters: 1, test_clusters: 1, fold: 0, seed: 0}
 model: {encoder: resnet18, decoder: unet, bands: [B2, B3, B4, B8, B11, B12, VV, VH], indices: [NDWI], weights: ssl}
 ssl: {method: moco, epochs: 1, windows_per_epoch: 32, window_px: 32, batch_size: 8, queue: 64}
-train: {window_px: 64, batch_size: 8, epochs: 2, windows_per_epoch: 32, val_windows: 16, patience: 2, threads: 2}
-predict: {window_px: 64, stride_px: 32, discard_px: 8, batch_size: 8, blend: gaussian, threshold: null}
+train: {window_px: 64, batch_size: 8, epochs: 2, windows_per_epoch: 32, val_windows: 16, patience: 2, threads: 2,
+  device: auto, precision: "32"}
+predict: {window_px: 64, stride_px: 32, discard_px: 8, batch_size: 8, blend: gaussian, threshold: null, device: auto,
+  precision: "32"}
 evaluate: {roles: [test]}
 infer: {min_area_ha: 0.2}
 """
