@@ -18,7 +18,7 @@ import torch
 from sandmine import models, training
 from sandmine.config import load_params
 from sandmine.steps.common import read_split
-from sandmine.steps.train import load_scenes
+from sandmine.steps.train import open_scenes
 
 
 def main() -> None:
@@ -32,7 +32,7 @@ def main() -> None:
     p.train.epochs, p.train.patience = a.epochs, a.epochs + 1  # no early stop: equal epochs for both
     torch.set_num_threads(p.train.threads)
     rows = read_split(Path("data/split.csv"))
-    scenes, _, _ = load_scenes(p, Path("data/images"), Path("data/labels"), Path("data/aoi"), rows, ("train", "val"))
+    scenes, _, _ = open_scenes(p, Path("data/images"), Path("data/labels"), Path("data/aoi"), rows, ("train", "val"))
     train = [scenes[r["obs_id"]] for r in rows if r["role"] == "train"]
     val = [scenes[r["obs_id"]] for r in rows if r["role"] == "val"]
     chans = [*p.model.bands, *p.model.indices]

@@ -80,7 +80,7 @@ def wrong_band_order(tmp: Path) -> str:
 
 
 def all_nodata_image(tmp: Path) -> str:
-    from sandmine.steps.common import scene
+    from sandmine.dataset import CogScene
 
     for d in ("images", "labels", "aoi"):
         (tmp / d).mkdir()
@@ -88,7 +88,8 @@ def all_nodata_image(tmp: Path) -> str:
     write_cog(tmp / "labels" / "o.tif", np.zeros((1, 96, 96), np.uint8), GRID, ["label"], nodata=None)
     write_cog(tmp / "aoi" / "o.tif", np.ones((1, 96, 96), np.uint8), GRID, ["aoi"], nodata=None)
     with pytest.raises(SandmineError) as err:
-        scene("o", BANDS, tmp / "images", tmp / "labels", tmp / "aoi")
+        zero, one = np.zeros(len(BANDS), np.float32), np.ones(len(BANDS), np.float32)
+        CogScene("o", tmp / "images/o.tif", tmp / "labels/o.tif", tmp / "aoi/o.tif", BANDS, BANDS, [], zero, one)
     return str(err.value)
 
 

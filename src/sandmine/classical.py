@@ -1,10 +1,13 @@
 """Fitting the classical baselines with scikit-learn, then copying their trees into torch modules.
 
 Kept apart from `sandmine.models.baselines` (the modules themselves) so that predicting stages do not
-depend on training code.
+depend on training code. Scenes are read a strip or a tile at a time (`dataset.Source`): the forest's
+training pixels are drawn from counts first, then only the strips holding them are read.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -13,21 +16,21 @@ from tqdm import tqdm
 
 from sandmine import training
 from sandmine.config import BaselineParams, TrainParams
+from sandmine.dataset import VAL, Source, WindowLoader, Windows
 from sandmine.device import place, resolve_device
 from sandmine.labels import IGNORE
 from sandmine.models.baselines import PixelForest, SuperpixelGBM, TreeEnsemble, segment_features, slic
-from sandmine.windows import sample_centres
 
 
 def fit(
     name: str,
-    train: list[training.Scene],
-    val: list[training.Scene],
+    train: Sequence[Source],
+    val: Sequence[Source],
     channels: list[str],
     bp: BaselineParams,
     tp: TrainParams,
 ) -> tuple[nn.Module, dict[str, float]]:
-    """Fit a baseline on training scenes (`training.Scene`); validation AP on the same windows as
+    """Fit a baseline on training scenes (`dataset.Source`); validation AP on the same windows as
     the deep models. Loss weights of annotation confidence become sample weights.
 
     The trees are fitted on the CPU (scikit-learn); the fitted model predicts on `tp.device`, where it
@@ -39,28 +42,37 @@ def fit(
     else:
         model = _fit_superpixels(train, len(channels), bp, tp.seed)
     model = place(model, resolve_device(tp.device, "params.yaml: train.device"))
-    vx, vy, va, _ = training._windows(
-        val,
-        sample_centres([s.aoi for s in val], tp.val_windows, np.random.default_rng(tp.seed + 1)),
-        tp.window_px,
-    )
-    ap = training.validation_ap(model, vx, vy, va, tp.batch_size, tp.precision)
+    windows = Windows(val, tp.val_windows, tp.window_px, tp.seed, VAL)
+    ap = training.validation_ap(model, WindowLoader(windows, tp.batch_size, tp.workers).epoch(), tp.precision)
     return model, {"best_val_ap": ap, "best_epoch": 1, "epochs_run": 1, "train_mine_fraction": pos}
 
 
 def _fit_forest(
-    train: list[training.Scene], c: int, bp: BaselineParams, seed: int, rng: np.random.Generator, jobs: int
+    train: Sequence[Source], c: int, bp: BaselineParams, seed: int, rng: np.random.Generator, jobs: int
 ) -> nn.Module:
     from sklearn.ensemble import RandomForestClassifier
 
+    # pass 1: usable pixels (AOI, labelled) per strip; pass 2: read only the strips holding the draws.
+    # Strips are full width, so pixels are numbered in scene order, then row-major, as if all were in memory.
+    counts = [[int((a & (y != IGNORE)).sum()) for _, (y, a) in s.mask_strips()] for s in train]
+    flat = np.array([n for per in counts for n in per], np.int64)
+    total = int(flat.sum())
+    pick = np.sort(rng.choice(total, size=min(bp.pixels, total), replace=False))
+    starts = np.concatenate([[0], np.cumsum(flat)])
     xs, ys, ws = [], [], []
+    k = 0
     for s in train:
-        keep = s.aoi & (s.label != IGNORE)
-        xs.append(s.image[:, keep].T)
-        ys.append(s.label[keep] == 1)
-        ws.append(np.ones(int(keep.sum()), np.float32) if s.weight is None else s.weight[keep])
+        for _, (img, lab, aoi, wt) in s.strips():
+            lo, hi = starts[k], starts[k + 1]
+            k += 1
+            local = pick[(pick >= lo) & (pick < hi)] - lo
+            if not local.size:
+                continue
+            keep = aoi & (lab != IGNORE)
+            xs.append(img[:, keep].T[local])
+            ys.append((lab[keep] == 1)[local])
+            ws.append(wt[keep][local])
     x, y, w = np.concatenate(xs), np.concatenate(ys), np.concatenate(ws)
-    pick = np.sort(rng.choice(len(y), size=min(bp.pixels, len(y)), replace=False))
     rf = RandomForestClassifier(
         n_estimators=bp.trees,
         max_depth=bp.depth,
@@ -69,29 +81,28 @@ def _fit_forest(
         n_jobs=jobs,
         random_state=seed,
     )
-    rf.fit(x[pick], y[pick], sample_weight=w[pick])
+    rf.fit(x, y, sample_weight=w)
     return PixelForest(c, TreeEnsemble.from_sklearn(list(rf.estimators_), "mean"))
 
 
-def _fit_superpixels(train: list[training.Scene], c: int, bp: BaselineParams, seed: int, tile: int = 512) -> nn.Module:
+def _fit_superpixels(train: Sequence[Source], c: int, bp: BaselineParams, seed: int, tile: int = 512) -> nn.Module:
     from sklearn.ensemble import GradientBoostingClassifier
 
     feats, ys, ws = [], [], []
     for s in tqdm(train, desc="superpixels", unit="scene", leave=False):
-        h, w = s.label.shape
+        h, w = s.shape
         for r in range(0, h, tile):
             for q in range(0, w, tile):
-                lab, aoi = s.label[r : r + tile, q : q + tile], s.aoi[r : r + tile, q : q + tile]
-                if not aoi.any():
+                if not s.aoi_any(r, min(r + tile, h), q, min(q + tile, w)):
                     continue
-                img = s.image[:, r : r + tile, q : q + tile]
+                img, lab, aoi, weight = s.read(r, q, min(tile, h - r), min(tile, w - q))
                 seg = slic(img, bp.superpixel_px, bp.compactness).ravel()
                 k = int(seg.max()) + 1
                 n = np.bincount(seg, minlength=k)
                 usable = aoi.ravel() & (lab.ravel() != IGNORE)
                 n_use = np.bincount(seg, weights=usable, minlength=k)
                 n_mine = np.bincount(seg, weights=usable & (lab.ravel() == 1), minlength=k)
-                wt = np.ones(seg.size) if s.weight is None else s.weight[r : r + tile, q : q + tile].ravel()
+                wt = weight.ravel().astype(np.float64)
                 w_mean = np.bincount(seg, weights=wt, minlength=k) / np.maximum(n, 1)
                 ok = n_use >= 0.5 * n
                 feats.append(segment_features(img, seg.reshape(lab.shape))[ok])

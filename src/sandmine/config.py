@@ -258,6 +258,11 @@ class TrainParams:
     device: str = param("auto", DEVICE)  # also runs pretrain; checked when the stage starts
     precision: str = param("32", PRECISION)
     threads: int = param(2, COUNT)
+    # DataLoader processes reading training windows from the COGs (0: in the stage's own process);
+    # the windows drawn are the same for any number
+    workers: int = param(0, Range(ge=0))
+    # decoded image tiles kept per reading process (MB): memory stays bounded whatever the data's size
+    cache_mb: int = param(256, Range(ge=0))
     resume: bool = True  # after an interruption, go on from the last finished epoch (same result)
 
 

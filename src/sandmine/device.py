@@ -85,10 +85,10 @@ def place(model: nn.Module, device: torch.device) -> nn.Module:
     return model
 
 
-def to_device(array: np.ndarray, device: torch.device) -> torch.Tensor:
+def to_device(array: np.ndarray | torch.Tensor, device: torch.device) -> torch.Tensor:
     """A batch as a tensor on `device`: on the CPU the array itself (no copy); on CUDA copied from
     pinned memory without blocking, images ((N, C, H, W)) in channels-last memory."""
-    t = torch.from_numpy(array)
+    t = array if isinstance(array, torch.Tensor) else torch.from_numpy(array)
     if device.type == "cpu":
         return t
     if device.type == "cuda":

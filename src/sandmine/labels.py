@@ -12,8 +12,11 @@ from pathlib import Path
 import numpy as np
 import shapely
 from rasterio import features
+from rasterio.crs import CRS
+from rasterio.transform import Affine
 from rasterio.warp import transform_bounds
 from shapely.geometry import box, mapping, shape
+from shapely.geometry.base import BaseGeometry
 from tqdm import tqdm
 
 from sandmine.config import LabelsParams
@@ -187,6 +190,17 @@ def confidence_weights(geojson: Path, grid: Grid, weights: dict[str, float]) -> 
     Pixels follow the rule the mask was drawn with (the file's `all_touched` member, written by
     `pull`), so a low-confidence polygon's edge pixels are never mine at full weight.
     """
+    found = confidence_shapes(geojson, grid.crs, weights)
+    if found is None:
+        return None
+    return weight_window(found[0], found[1], grid.transform, grid.height, grid.width)
+
+
+def confidence_shapes(
+    geojson: Path, crs: CRS | str, weights: dict[str, float]
+) -> tuple[list[tuple[BaseGeometry, float]], bool] | None:
+    """The mine polygons of `geojson` whose weight is not 1, in `crs`, lowest weight last, and the
+    file's `all_touched` rule; None when every weight is 1 (see `confidence_weights`)."""
     if all(w == 1.0 for w in weights.values()):
         return None
     try:
@@ -196,15 +210,21 @@ def confidence_weights(geojson: Path, grid: Grid, weights: dict[str, float]) -> 
         raise SandmineError(
             f"cannot read label polygons ({exc})", str(geojson), "re-run the annotate-pull stage"
         ) from exc
-    touched = bool(doc.get("all_touched", False))
     shapes = []
     for f in feats:
         if f["properties"].get("class") != "mine":
             continue
         w = weights.get(str(f["properties"].get("confidence", "high")).lower(), 1.0)
         if w != 1.0:
-            shapes.append((to_crs(shape(f["geometry"]), "EPSG:4326", grid.crs), w))
-    out = np.ones((grid.height, grid.width), np.float32)
-    for geom, w in sorted(shapes, key=lambda s: -s[1]):  # lowest weight drawn last
-        features.rasterize([(geom, w)], out=out, transform=grid.transform, all_touched=touched)
+            shapes.append((to_crs(shape(f["geometry"]), "EPSG:4326", crs), w))
+    return sorted(shapes, key=lambda s: -s[1]), bool(doc.get("all_touched", False))
+
+
+def weight_window(
+    shapes: list[tuple[BaseGeometry, float]], all_touched: bool, transform: Affine, height: int, width: int
+) -> np.ndarray:
+    """(height, width) float32 weights of `shapes` (from `confidence_shapes`) on the grid of `transform`."""
+    out = np.ones((height, width), np.float32)
+    for geom, w in shapes:  # one at a time, in order: the lowest weight is drawn last and wins
+        features.rasterize([(geom, w)], out=out, transform=transform, all_touched=all_touched)
     return out

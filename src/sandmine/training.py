@@ -1,4 +1,4 @@
-"""The fit loop: random AOI windows, flips and rotations, validation AP each epoch, early stop."""
+"""The fit loop: AOI windows streamed from the scenes, flips and rotations, validation AP each epoch, early stop."""
 
 from __future__ import annotations
 
@@ -6,8 +6,7 @@ import copy
 import json
 import logging
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,24 +17,16 @@ from torch import nn
 from tqdm import tqdm
 
 from sandmine.config import TrainParams
+from sandmine.dataset import POOL, TRAIN, VAL, Scene, Source, WindowLoader, Windows
 from sandmine.device import autocast, device_of, place, resolve_device, to_device
 from sandmine.files import atomic_path
 from sandmine.labels import IGNORE
 from sandmine.metrics import Histogram, quantise
-from sandmine.windows import crop, sample_centres
 
 log = logging.getLogger(__name__)
 
 
-@dataclass
-class Scene:
-    """One observation ready for training: normalised image, label mask, AOI mask."""
-
-    obs_id: str
-    image: np.ndarray  # (C, H, W) float32, standardised
-    label: np.ndarray  # (H, W) uint8: 0, 1, 255 = ignore
-    aoi: np.ndarray  # (H, W) bool
-    weight: np.ndarray | None = None  # (H, W) float32 per-pixel loss weight (annotation confidence)
+__all__ = ["Scene", "band_stats", "fit", "loss_fn", "positive_weight", "validation_ap"]
 
 
 def band_stats(images: list[np.ndarray], masks: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
@@ -44,34 +35,6 @@ def band_stats(images: list[np.ndarray], masks: list[np.ndarray]) -> tuple[np.nd
     mean = np.nanmean(vals, axis=1)
     std = np.nanstd(vals, axis=1)
     return mean.astype(np.float32), np.maximum(std, 1e-6).astype(np.float32)
-
-
-def _windows(
-    scenes: list[Scene], centres: list[tuple[int, int, int]], size: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Image, label, AOI and loss-weight windows around `centres` (scene index, row, col)."""
-    x = np.stack([crop(scenes[i].image, r, c, size, 0.0) for i, r, c in centres])
-    y = np.stack([crop(scenes[i].label, r, c, size, IGNORE) for i, r, c in centres])
-    a = np.stack([crop(scenes[i].aoi, r, c, size, False) for i, r, c in centres])
-    w = np.stack(
-        [
-            np.ones((size, size), np.float32) if (wt := scenes[i].weight) is None else crop(wt, r, c, size, 1.0)
-            for i, r, c in centres
-        ]
-    )
-    return x, y, a, w
-
-
-def _augment(arrays: list[np.ndarray], rng: np.random.Generator) -> list[np.ndarray]:
-    """The same random one of the 8 flips and right-angle rotations for each window of all
-    `arrays` ((N, ..., H, W) each)."""
-    outs: list[list[np.ndarray]] = [[] for _ in arrays]
-    for n in range(len(arrays[0])):
-        k, flip = int(rng.integers(4)), bool(rng.integers(2))
-        for out, arr in zip(outs, arrays):
-            v = np.rot90(arr[n], k, axes=(-2, -1))
-            out.append(np.ascontiguousarray(v[..., ::-1] if flip else v))
-    return [np.stack(o) for o in outs]
 
 
 Loss = Callable[[torch.Tensor, torch.Tensor, torch.Tensor | None], torch.Tensor]
@@ -105,26 +68,25 @@ def loss_fn(kind: str, pos_weight: float) -> Loss:
 
 
 @torch.no_grad()
-def validation_ap(
-    model: nn.Module, x: np.ndarray, y: np.ndarray, a: np.ndarray, batch: int, precision: str = "32"
-) -> float:
-    """AP over AOI pixels of fixed validation windows (ignore pixels excluded), on the model's device."""
+def validation_ap(model: nn.Module, batches: Iterable[Sequence[torch.Tensor]], precision: str = "32") -> float:
+    """AP over AOI pixels of validation windows: batches of (image, label, AOI, ...) (ignore pixels excluded),
+    on the model's device."""
     model.eval()
     hist = Histogram()
     device = device_of(model)
-    for b in range(0, len(x), batch):
+    for x, y, a, *_ in batches:
         with autocast(device, precision):
-            logits = model(to_device(x[b : b + batch], device))
+            logits = model(to_device(x, device))
         prob = torch.sigmoid(logits.float())[:, 0].cpu().numpy()
-        keep = a[b : b + batch] & (y[b : b + batch] != IGNORE)
-        hist.add(quantise(prob), y[b : b + batch] == 1, keep)
+        y_np, keep = y.numpy(), a.numpy() & (y.numpy() != IGNORE)
+        hist.add(quantise(prob), y_np == 1, keep)
     return hist.average_precision()
 
 
-def positive_weight(train: list[Scene]) -> tuple[float, float]:
+def positive_weight(train: Sequence[Source]) -> tuple[float, float]:
     """Training mine fraction and the BCE weight of mine pixels derived from it."""
-    labels = np.concatenate([s.label[s.label != IGNORE].ravel() for s in train])
-    pos = float((labels == 1).mean()) if labels.size else 0.0
+    mine, known = (sum(c) for c in zip(*(s.label_counts() for s in train))) if train else (0, 0)
+    pos = mine / known if known else 0.0
     # prior work weighted mine pixels 6–14; an uncapped ratio over-predicts at 0.5
     return pos, float(np.clip((1 - pos) / max(pos, 1e-6), 1.0, 10.0))
 
@@ -150,18 +112,18 @@ class FeatureCache:
     order with a new random flip or rotation per batch, applied to features and labels alike.
     """
 
-    def __init__(self, model: nn.Module, x: np.ndarray, batch: int, precision: str = "32"):
+    def __init__(self, model: nn.Module, batches: Iterable[torch.Tensor], precision: str = "32"):
         model.eval()
         levels: list[list[torch.Tensor]] = []
         device = device_of(model)  # features stay on the model's device
         with torch.no_grad(), autocast(device, precision):
-            for b in tqdm(range(0, len(x), batch), desc="encoding windows", unit="batch", leave=False):
-                for k, f in enumerate(model.encoder(to_device(x[b : b + batch], device))):  # type: ignore[operator]
+            for x in tqdm(batches, desc="encoding windows", unit="batch", leave=False):
+                for k, f in enumerate(model.encoder(to_device(x, device))):  # type: ignore[operator]
                     if k == len(levels):
                         levels.append([])
                     levels[k].append(f)
+                self.size = (x.shape[-2], x.shape[-1])
         self.feats = [torch.cat(lv) for lv in levels]
-        self.size = (x.shape[-2], x.shape[-1])
 
     def batch(self, idx: np.ndarray, k: int = 0, flip: bool = False) -> list[torch.Tensor]:
         out = []
@@ -173,8 +135,8 @@ class FeatureCache:
 
 def fit(
     model: nn.Module,
-    train: list[Scene],
-    val: list[Scene],
+    train: Sequence[Source],
+    val: Sequence[Source],
     params: TrainParams,
     on_epoch: Callable[[int, dict[str, float]], None] = lambda e, m: None,
     state: Path | None = None,
@@ -187,9 +149,12 @@ def fit(
     the same `key` (a fingerprint of params and data) resumes after the last finished epoch and
     ends exactly where an uninterrupted run would. The file is removed when training ends.
 
-    Windows of `params.window_px` are centred on AOI pixels of the training scenes. A frozen
-    encoder (`model.frozen`) is run once over a fixed pool of windows (`FeatureCache`); then each
-    epoch trains only the decoder.
+    Windows of `params.window_px` are centred on AOI pixels of the training scenes (`Source`s:
+    read from the COGs window by window, or held in memory) and read by `params.workers` DataLoader
+    processes; window `i` of epoch `e` depends on the seed, `e` and `i` only, so the run is the same
+    for any number of workers. Validation windows are a fixed set, read the same way each epoch. A
+    frozen encoder (`model.frozen`) is run once over a fixed pool of windows (`FeatureCache`); then
+    each epoch trains only the decoder.
 
     The model trains on `params.device` (and is returned there) at `params.precision`; windows are
     drawn and augmented on the CPU exactly as without a device, then copied.
@@ -200,16 +165,17 @@ def fit(
     rng = np.random.default_rng(params.seed)
     pos, pos_weight = positive_weight(train)
     loss = loss_fn(params.loss, pos_weight)
-    vx, vy, va, _ = _windows(
-        val,
-        sample_centres([s.aoi for s in val], params.val_windows, np.random.default_rng(params.seed + 1)),
-        params.window_px,
-    )
+    px, batch, workers = params.window_px, params.batch_size, params.workers
+    val_windows = WindowLoader(Windows(val, params.val_windows, px, params.seed, VAL), batch, workers)
     frozen = bool(getattr(model, "frozen", False))
     if frozen:
-        pool = _windows(train, sample_centres([s.aoi for s in train], params.windows_per_epoch, rng), params.window_px)
-        cache = FeatureCache(model, pool[0], params.batch_size, params.precision)
-        vcache = FeatureCache(model, vx, params.batch_size, params.precision)
+        pool = _Pool(WindowLoader(Windows(train, params.windows_per_epoch, px, params.seed, POOL), batch, workers))
+        vpool = _Pool(val_windows)
+        cache = FeatureCache(model, pool.images(), params.precision)
+        vcache = FeatureCache(model, vpool.images(), params.precision)
+    else:
+        train_windows = Windows(train, params.windows_per_epoch, px, params.seed, TRAIN, augment=True)
+        windows = WindowLoader(train_windows, batch, workers)
     opt = _optimizer(model, params)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=params.epochs)
     best_ap, best_epoch, best_state, stale = -1.0, 0, copy.deepcopy(model.state_dict()), 0
@@ -236,32 +202,28 @@ def fit(
             break
         started = time.perf_counter()
         model.train()
-        order = rng.permutation(params.windows_per_epoch) if frozen else None
-        centres = [] if frozen else sample_centres([s.aoi for s in train], params.windows_per_epoch, rng)
         total, n = 0.0, 0
-        bar = tqdm(
-            range(0, params.windows_per_epoch, params.batch_size),
-            desc=f"epoch {epoch}/{params.epochs}",
-            unit="batch",
-            leave=False,
-        )
-        for b in bar:
+        if frozen:
+            order = rng.permutation(params.windows_per_epoch)
+            steps: Iterable = (np.sort(order[b : b + batch]) for b in range(0, len(order), batch))
+        else:
+            steps = windows.epoch(epoch)
+        bar = tqdm(steps, total=-(-params.windows_per_epoch // batch), desc=f"epoch {epoch}/{params.epochs}",
+                   unit="batch", leave=False)  # fmt: skip
+        for step in bar:
             if frozen:
-                assert order is not None
-                idx = np.sort(order[b : b + params.batch_size])
+                idx = step
                 if len(idx) < 2:
                     continue
                 k, flip = int(rng.integers(4)), bool(rng.integers(2))
-                y, w = (to_device(_dihedral(arr[idx], k, flip), device) for arr in (pool[1], pool[3]))
+                y, w = (to_device(_dihedral(arr[idx], k, flip), device) for arr in (pool.label, pool.weight))
                 with autocast(device, params.precision):
                     logits = model.decode(cache.batch(idx, k, flip), cache.size)  # type: ignore[operator]
             else:
-                chunk = centres[b : b + params.batch_size]
-                if len(chunk) < 2:  # batch norm needs two windows
+                x, y, _, w = step
+                if len(y) < 2:  # batch norm needs two windows
                     continue
-                x, ya, _, wa = _windows(train, chunk, params.window_px)
-                x, ya, wa = _augment([x, ya, wa], rng)
-                y, w = to_device(ya, device), to_device(wa, device)
+                y, w = to_device(y, device), to_device(w, device)
                 with autocast(device, params.precision):
                     logits = model(to_device(x, device))
             opt.zero_grad()
@@ -272,9 +234,9 @@ def fit(
             bar.set_postfix(loss=f"{total / max(n, 1):.4f}")
         sched.step()
         if frozen:
-            ap = _cached_ap(model, vcache, vy, va, params.batch_size, params.precision)
+            ap = _cached_ap(model, vcache, vpool.label, vpool.aoi, batch, params.precision)
         else:
-            ap = validation_ap(model, vx, vy, va, params.batch_size, params.precision)
+            ap = validation_ap(model, val_windows.epoch(), params.precision)
         epoch_s.append(time.perf_counter() - started)
         metrics = {"train_loss": total / max(n, 1), "val_ap": ap, "lr": float(sched.get_last_lr()[0])}
         on_epoch(epoch, metrics)
@@ -344,6 +306,24 @@ def _load_state(path: Path | None, key: str) -> dict | None:
         log.info("training state %s belongs to other params or data; starting afresh", path)
         return None
     return dict(saved)
+
+
+class _Pool:
+    """Labels, AOI and weights of a fixed set of windows, kept while their images pass to the encoder once."""
+
+    def __init__(self, windows: WindowLoader) -> None:
+        self.windows = windows
+        self.label = self.aoi = self.weight = np.zeros(0)
+
+    def images(self) -> Iterator[torch.Tensor]:
+        """The image batches, in order; labels, AOI and weights are kept as they pass."""
+        ys, aois, ws = [], [], []
+        for x, y, a, w in self.windows.epoch():
+            ys.append(y.numpy())
+            aois.append(a.numpy())
+            ws.append(w.numpy())
+            yield x
+        self.label, self.aoi, self.weight = np.concatenate(ys), np.concatenate(aois), np.concatenate(ws)
 
 
 def _dihedral(a: np.ndarray, k: int, flip: bool) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""Stage train: load scenes, fit a deep model or a classical baseline, write a self-describing checkpoint."""
+"""Stage train: scenes read from their COGs, a deep model or a classical baseline fitted, a checkpoint written."""
 
 from __future__ import annotations
 
@@ -15,53 +15,52 @@ import numpy as np
 import torch
 
 from sandmine import calibration, classical, models, prediction, training
-from sandmine.bands import channels, read_names
+from sandmine.bands import read_names
 from sandmine.config import Params
+from sandmine.dataset import CogScene, Source, TileCache, band_stats
 from sandmine.device import resolve_device
 from sandmine.files import atomic_path, round_metrics, write_json
-from sandmine.labels import confidence_weights
 from sandmine.metrics import Histogram
 from sandmine.models import baselines, pretrained
-from sandmine.raster import read_grid
-from sandmine.steps.common import read_split, scene
+from sandmine.steps.common import read_split
 from sandmine.steps.predicting import stitch
-from sandmine.steps.scoring import read_scored
+from sandmine.steps.scoring import add_scored
 
 log = logging.getLogger(__name__)
 
 
-def load_scenes(
+def open_scenes(
     p: Params, images: Path, labels: Path, aois: Path, rows: list[dict], roles: tuple[str, ...]
-) -> tuple[dict[str, training.Scene], np.ndarray, np.ndarray]:
-    """Training and validation scenes standardised with statistics of the training split.
+) -> tuple[dict[str, CogScene], np.ndarray, np.ndarray]:
+    """Training and validation scenes on their COGs, standardised with statistics of the training split.
 
+    Nothing is read whole: the statistics come from one streaming pass over the training images.
     Returns the scenes by obs_id, and the per-channel mean and sd (bands, then index channels).
     """
     names = read_names(p.model.bands, p.model.indices)
-    raw = {r["obs_id"]: scene(r["obs_id"], names, images, labels, aois) for r in rows if r["role"] in roles}
-    units = {k: channels(v[0], names, p.model.bands, p.model.indices) for k, v in raw.items()}
     train_ids = [r["obs_id"] for r in rows if r["role"] == "train"]
-    mean, std = training.band_stats([units[k] for k in train_ids], [raw[k][2] for k in train_ids])
-    scenes = {}
-    for k, (_, label, aoi) in raw.items():
-        x = units.pop(k)
-        x -= mean[:, None, None]
-        x /= std[:, None, None]
-        weight = confidence_weights(labels / f"{k}.geojson", read_grid(images / f"{k}.tif"), vars(p.train.confidence))
-        scenes[k] = training.Scene(k, x, label, aoi, weight)
+    mean, std = band_stats(
+        [images / f"{k}.tif" for k in train_ids], [aois / f"{k}.tif" for k in train_ids], names, p.model.bands,
+        p.model.indices,
+    )  # fmt: skip
+    weights, cache = vars(p.train.confidence), TileCache(p.train.cache_mb)
+    scenes = {
+        k: CogScene(k, images / f"{k}.tif", labels / f"{k}.tif", aois / f"{k}.tif", names, p.model.bands,
+                    p.model.indices, mean, std, weights, cache)
+        for k in (r["obs_id"] for r in rows if r["role"] in roles)
+    }  # fmt: skip
     return scenes, mean, std
 
 
-def fingerprint(
-    p: Params, scenes: list[training.Scene], mean: np.ndarray, std: np.ndarray, ssl_encoder: Path | None
-) -> str:
-    """What a saved training state must match to be resumed: model and train params (but `resume`),
-    the scenes (ids, shapes, label counts, band statistics) and the pretrained encoder file."""
+def fingerprint(p: Params, scenes: list[Source], mean: np.ndarray, std: np.ndarray, ssl_encoder: Path | None) -> str:
+    """What a saved training state must match to be resumed: model and train params (but `resume`,
+    `workers` and `cache_mb`, which do not change the result), the scenes (ids, shapes, label and AOI counts, band
+    statistics) and the pretrained encoder file."""
     h = hashlib.sha256()
-    train_params = {k: v for k, v in asdict(p.train).items() if k != "resume"}
+    train_params = {k: v for k, v in asdict(p.train).items() if k not in ("resume", "workers", "cache_mb")}
     h.update(json.dumps([asdict(p.model), train_params], sort_keys=True, default=str).encode())
     for s in scenes:
-        h.update(f"{s.obs_id}:{s.image.shape}:{int((s.label == 1).sum())}:{int(s.aoi.sum())}".encode())
+        h.update(f"{s.obs_id}:{s.shape}:{s.label_counts()}:{int(s.aoi_counts().sum())}".encode())
     h.update(mean.tobytes() + std.tobytes())
     if ssl_encoder is not None and ssl_encoder.exists():
         h.update(hashlib.sha256(ssl_encoder.read_bytes()).digest())
@@ -86,7 +85,7 @@ def run(
     torch.set_num_threads(p.train.threads)
     torch.use_deterministic_algorithms(True, warn_only=True)
     rows = read_split(split_csv)
-    scenes, mean, std = load_scenes(p, images, labels, aois, rows, ("train", "val"))
+    scenes, mean, std = open_scenes(p, images, labels, aois, rows, ("train", "val"))
     train = [scenes[r["obs_id"]] for r in rows if r["role"] == "train"]
     val = [scenes[r["obs_id"]] for r in rows if r["role"] == "val"]
     chans = [*p.model.bands, *p.model.indices]
@@ -143,8 +142,7 @@ def calibrate(
     with tempfile.TemporaryDirectory(prefix="sandmine-calibrate-") as tmp:
         for obs_id in val_ids:
             prediction.predict_file(model, meta, images / f"{obs_id}.tif", Path(tmp) / f"{obs_id}.tif", stitch(p))
-            s = read_scored(obs_id, Path(tmp), images, labels, aois)
-            hist.add(s.q, s.label == 1, s.aoi & s.known)
+            add_scored(hist, obs_id, Path(tmp), images, labels, aois)
     if hist.pos.sum() == 0:
         log.warning("no mine pixel in the val observations %s: operating thresholds left at 0.5", val_ids)
         thresholds = dict.fromkeys(calibration.METHODS, 0.5)
