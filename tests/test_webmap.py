@@ -307,3 +307,19 @@ def test_a_report_without_sites_still_opens(browser, tmp_path):
         assert pg.attr("imagesOk") == "0" and not pg.errors
     finally:
         pg.close()
+
+
+def test_overlays_drawn_ahead_give_the_same_page(tmp_path, report):
+    """The infer stage draws each site's overlays and drops its rasters: the page must not change."""
+    path, data = report
+    obs = [{**o, "overlays": webmap.overlays(o), "rgb": None, "q": None, "mask": None} for o in data["obs"]]
+    median = monitoring.temporal_median([o["q"] for o in data["obs"]])
+    grid = data["obs"][0]["grid"]
+    median_feats = polygons(median / 255.0, grid, 0.5, 0.2, {"dates": "/".join(DATES)})
+    ha = {n: float((monitoring.change(data["obs"][0]["mask"], data["obs"][1]["mask"]) == k).sum()) * grid.pixel_area_ha
+          for k, n in monitoring.CHANGE_NAMES.items()}  # fmt: skip
+    changes = [{"site_id": "son_dehri", "from": DATES[0], "to": DATES[1], "features": data["changes"], **ha}]
+    medians = {"son_dehri": sum(f["properties"]["area_ha"] for f in median_feats)}
+    again = tmp_path / "again.html"
+    webmap.map_report({"son_dehri": obs}, changes, medians, True, again, {"son_dehri": median_feats})
+    assert again.read_bytes() == path.read_bytes()

@@ -120,7 +120,7 @@ def _png_uri(rgba: np.ndarray) -> str:
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
 
 
-def _overlays(obs: dict) -> dict:
+def overlays(obs: dict) -> dict:
     """Imagery and probability of one observation as Web Mercator PNG overlays with their bounds."""
     grid = obs["grid"]
     stack = np.concatenate([np.moveaxis(np.asarray(obs["rgb"], np.float32), -1, 0), obs["q"][None] / 255.0])
@@ -369,7 +369,7 @@ def map_report(
                 {
                     "date": o["date"],
                     "obs_id": o["obs_id"],
-                    **_overlays(o),
+                    **(o.get("overlays") or overlays(o)),
                     "mines": _collection(o["features"], ("area_ha", "mean_prob", "date", "obs_id")),
                     "change": _collection(change["features"], ("change", "area_ha", "from", "to")) if change else None,
                 }
