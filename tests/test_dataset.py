@@ -219,3 +219,22 @@ def test_streamed_scores_equal_whole_arrays(scenes):
         add_scored(streamed, k, pred, folder / "images", folder / "labels", folder / "aoi")
         np.testing.assert_array_equal(whole.pos, streamed.pos)
         np.testing.assert_array_equal(whole.neg, streamed.neg)
+
+
+def test_fit_on_cog_scenes_is_the_same_for_any_number_of_workers(scenes):
+    from sandmine import models
+    from sandmine.config import TrainParams
+
+    folder, ids = scenes
+    torch.set_num_threads(1)
+    states = []
+    for workers in (0, 2):
+        torch.manual_seed(0)
+        model = models.build("resnet18", "linear", [*BANDS, *INDICES])
+        tp = TrainParams(window_px=32, batch_size=4, epochs=2, windows_per_epoch=8, val_windows=4, threads=1,
+                         workers=workers)  # fmt: skip
+        model, summary = training.fit(model, _cog_scenes(folder, ids[:2]), _cog_scenes(folder, ids[1:2]), tp)
+        states.append((model.state_dict(), summary["best_val_ap"]))
+    assert states[0][1] == states[1][1]
+    for k, v in states[0][0].items():
+        assert torch.equal(v, states[1][0][k]), k

@@ -231,7 +231,7 @@ class CogScene(Source):
             g = read_grid(path)
             if (g.height, g.width, g.transform) != (self.grid.height, self.grid.width, self.grid.transform):
                 raise SandmineError("mask is not on the image grid", str(path), "re-run the stage that wrote it")
-        if not has_valid_pixel(image):
+        if not has_valid_pixel(image, max(1, STRIP_PX // self.grid.width)):
             raise SandmineError("image has no valid pixel", str(image), "re-export it")
         found = confidence_shapes(self.paths[1].with_suffix(".geojson"), self.grid.crs, confidence or {})
         self.weights, self.all_touched = found if found is not None else ([], False)
@@ -242,7 +242,7 @@ class CogScene(Source):
         return self.grid.height, self.grid.width
 
     def _read(self, r0: int, r1: int, c0: int, c1: int) -> Arrays:
-        out = (
+        out: Arrays = (
             np.empty((len(self.bands) + len(self.indices), r1 - r0, c1 - c0), np.float32),
             np.empty((r1 - r0, c1 - c0), np.uint8),
             np.empty((r1 - r0, c1 - c0), bool),

@@ -166,16 +166,16 @@ def fit(
     pos, pos_weight = positive_weight(train)
     loss = loss_fn(params.loss, pos_weight)
     px, batch, workers = params.window_px, params.batch_size, params.workers
-    val_windows = WindowLoader(Windows(val, params.val_windows, px, params.seed, VAL), batch, workers)
+    val_set = Windows(val, params.val_windows, px, params.seed, VAL)
     frozen = bool(getattr(model, "frozen", False))
     if frozen:
         pool = _Pool(WindowLoader(Windows(train, params.windows_per_epoch, px, params.seed, POOL), batch, workers))
-        vpool = _Pool(val_windows)
+        vpool = _Pool(WindowLoader(val_set, batch, workers))
         cache = FeatureCache(model, pool.images(), params.precision)
         vcache = FeatureCache(model, vpool.images(), params.precision)
     else:
-        train_windows = Windows(train, params.windows_per_epoch, px, params.seed, TRAIN, augment=True)
-        windows = WindowLoader(train_windows, batch, workers)
+        train_set = Windows(train, params.windows_per_epoch, px, params.seed, TRAIN, augment=True)
+        windows, val_windows = WindowLoader(train_set, batch, workers), WindowLoader(val_set, batch, workers)
     opt = _optimizer(model, params)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=params.epochs)
     best_ap, best_epoch, best_state, stale = -1.0, 0, copy.deepcopy(model.state_dict()), 0
@@ -312,11 +312,12 @@ class _Pool:
     """Labels, AOI and weights of a fixed set of windows, kept while their images pass to the encoder once."""
 
     def __init__(self, windows: WindowLoader) -> None:
-        self.windows = windows
+        self.windows: WindowLoader | None = windows
         self.label = self.aoi = self.weight = np.zeros(0)
 
     def images(self) -> Iterator[torch.Tensor]:
-        """The image batches, in order; labels, AOI and weights are kept as they pass."""
+        """The image batches, in order, once; labels, AOI and weights are kept as they pass."""
+        assert self.windows is not None, "a pool is encoded once"
         ys, aois, ws = [], [], []
         for x, y, a, w in self.windows.epoch():
             ys.append(y.numpy())
@@ -324,6 +325,7 @@ class _Pool:
             ws.append(w.numpy())
             yield x
         self.label, self.aoi, self.weight = np.concatenate(ys), np.concatenate(aois), np.concatenate(ws)
+        self.windows = None  # its reading processes end
 
 
 def _dihedral(a: np.ndarray, k: int, flip: bool) -> np.ndarray:
