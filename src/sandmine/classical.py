@@ -96,7 +96,7 @@ def _fit_superpixels(train: Sequence[Source], c: int, bp: BaselineParams, seed: 
                 if not s.aoi_any(r, min(r + tile, h), q, min(q + tile, w)):
                     continue
                 img, lab, aoi, weight = s.read(r, q, min(tile, h - r), min(tile, w - q))
-                seg = slic(img, bp.superpixel_px, bp.compactness).ravel()
+                seg = slic(img, bp.superpixel_px, bp.compactness, mask=aoi).ravel()  # 0: outside the AOI
                 k = int(seg.max()) + 1
                 n = np.bincount(seg, minlength=k)
                 usable = aoi.ravel() & (lab.ravel() != IGNORE)
@@ -105,6 +105,7 @@ def _fit_superpixels(train: Sequence[Source], c: int, bp: BaselineParams, seed: 
                 wt = weight.ravel().astype(np.float64)
                 w_mean = np.bincount(seg, weights=wt, minlength=k) / np.maximum(n, 1)
                 ok = n_use >= 0.5 * n
+                ok[0] = False
                 feats.append(segment_features(img, seg.reshape(lab.shape))[ok])
                 ys.append((n_mine[ok] / np.maximum(n_use[ok], 1)) >= 0.5)
                 ws.append(w_mean[ok])

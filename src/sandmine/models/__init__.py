@@ -1,9 +1,11 @@
 """Registry of encoders, decoders and classical baselines; any valid pair builds a model by name.
 
 A deep model is a `Segmenter`: an encoder (list of feature maps with known strides) and a decoder
-(logits at its finest stride), upsampled to the input. The classical baselines (per-pixel random
-forest, superpixels + gradient boosting) are torch modules too, so every model trains in the
-train stage, predicts through the same stitched inference and lands in the same `dvc exp show`.
+(logits at its finest stride), upsampled to the input. CNN cells are segmentation-models-pytorch's
+(timm encoders as its `tu-` encoders; its U-Net, FPN, DeepLabV3+, UPerNet and Segformer decoders).
+The classical baselines (per-pixel random forest, superpixels + gradient boosting) are torch modules
+too, so every model trains in the train stage, predicts through the same stitched inference and
+lands in the same `dvc exp show`.
 """
 
 from __future__ import annotations
@@ -20,31 +22,39 @@ from sandmine.errors import SandmineError
 from sandmine.models import decoders as dec
 from sandmine.models import encoders as enc
 
-CHECKPOINT_FORMAT = 2
+# 3: U-Net/FPN decoders and timm encoders built by segmentation-models-pytorch, superpixels by
+# scikit-image's SLIC; format 2 checkpoints load where their cell still computes the same (`_upgrade`)
+CHECKPOINT_FORMAT = 3
 
-# name in params.yaml -> builder(channel names) -> Encoder
-ENCODERS: dict[str, Callable[[list[str]], enc.Encoder]] = {
-    "unet": lambda ch: enc.PlainUNetEncoder(len(ch)),
-    "resnet18": lambda ch: enc.TimmEncoder("resnet18", len(ch)),
-    "resnet34": lambda ch: enc.TimmEncoder("resnet34", len(ch)),
-    "resnet50": lambda ch: enc.TimmEncoder("resnet50", len(ch)),
-    "mobilenet_v2": lambda ch: enc.TimmEncoder("mobilenetv2_100", len(ch)),
-    "efficientnet_b0": lambda ch: enc.TimmEncoder("efficientnet_b0", len(ch)),
-    "vit_small": lambda ch: enc.GroupedViT(ch, "small"),
-    "vit_base": lambda ch: enc.GroupedViT(ch, "base"),
+TIMM = {  # registry name -> timm name, built as smp's `tu-` encoder
+    "resnet18": "resnet18",
+    "resnet34": "resnet34",
+    "resnet50": "resnet50",
+    "mobilenet_v2": "mobilenetv2_100",
+    "efficientnet_b0": "efficientnet_b0",
 }
-DECODERS: dict[str, Any] = {  # name -> decoder class (channels, reductions)
-    "unet": dec.UNetDecoder,
-    "fpn": dec.FPNDecoder,
-    "progressive": dec.ProgressiveDecoder,
-    "linear": dec.LinearDecoder,
+
+
+def _timm(name: str) -> Callable[[list[str], int], enc.Encoder]:
+    return lambda ch, stride: enc.TimmEncoder(name, len(ch), stride)
+
+
+# name in params.yaml -> builder(channel names, output stride) -> Encoder
+ENCODERS: dict[str, Callable[[list[str], int], enc.Encoder]] = {
+    "unet": lambda ch, stride: enc.PlainUNetEncoder(len(ch)),
+    **{k: _timm(t) for k, t in TIMM.items()},
+    "vit_small": lambda ch, stride: enc.GroupedViT(ch, "small"),
+    "vit_base": lambda ch, stride: enc.GroupedViT(ch, "base"),
 }
+# smp's decoders need a feature pyramid; ours also take the single feature map of a ViT
+OWN_DECODERS: dict[str, Any] = {"progressive": dec.ProgressiveDecoder, "linear": dec.LinearDecoder}
+DECODERS = [*dec.SMP, *OWN_DECODERS]
 SINGLE_SCALE = {"vit_small", "vit_base"}  # one feature map: decoders that need a pyramid do not apply
 BASELINES = {"random_forest", "superpixel_gbm"}  # decoder: none
 
 
 def valid_pairs() -> list[str]:
-    pairs = [f"{e}+{d}" for e in ENCODERS for d in DECODERS if e not in SINGLE_SCALE or DECODERS[d].min_scales == 1]
+    pairs = [f"{e}+{d}" for e in ENCODERS for d in DECODERS if e not in SINGLE_SCALE or d in OWN_DECODERS]
     return pairs + [f"{b}+none" for b in sorted(BASELINES)] + ["tu-<timm model>+<any decoder>"]
 
 
@@ -68,7 +78,7 @@ def check(encoder: str, decoder: str) -> None:
         raise SandmineError(
             f"unknown decoder '{decoder}'", "params.yaml: model.decoder", f"use one of: {', '.join(DECODERS)}"
         )
-    if encoder in SINGLE_SCALE and DECODERS[decoder].min_scales > 1:
+    if encoder in SINGLE_SCALE and decoder not in OWN_DECODERS:
         raise SandmineError(
             f"decoder '{decoder}' needs a feature pyramid; encoder '{encoder}' gives one feature map",
             where,
@@ -119,8 +129,23 @@ def build(encoder: str, decoder: str, channels: list[str], frozen: bool = False,
         from sandmine.models import baselines
 
         return baselines.build(encoder, channels, **baseline)
-    e = ENCODERS[encoder](channels) if encoder in ENCODERS else enc.TimmEncoder(encoder[3:], len(channels))
-    return Segmenter(e, DECODERS[decoder](e.channels, e.reductions), frozen)
+    stride = dec.OUTPUT_STRIDE.get(decoder, 32)
+    try:
+        if encoder in ENCODERS:
+            e = ENCODERS[encoder](channels, stride)
+        else:
+            e = enc.TimmEncoder(encoder[3:], len(channels), stride)
+    except ValueError as exc:  # smp's timm wrapper refuses feature strides it cannot number
+        raise SandmineError(
+            f"segmentation-models-pytorch cannot use '{encoder}' as an encoder ({exc})",
+            "params.yaml: model.encoder",
+            "pick a timm CNN whose features come at strides 2..32 or 4..32",
+        ) from exc
+    if decoder in dec.SMP:
+        d: nn.Module = dec.SmpDecoder(decoder, e.channels, e.reductions)
+    else:
+        d = OWN_DECODERS[decoder](e.channels, e.reductions)
+    return Segmenter(e, d, frozen)
 
 
 def save_checkpoint(model: nn.Module, meta: dict[str, Any]) -> dict[str, Any]:
@@ -153,6 +178,8 @@ def load_checkpoint(path: str, device: str | torch.device = "cpu") -> tuple[nn.M
         raise SandmineError("checkpoint not found", path, "run the train stage first") from exc
     except Exception as exc:
         raise SandmineError(f"not a loadable checkpoint ({exc})", path, "re-run the train stage") from exc
+    if isinstance(ckpt, dict) and ckpt.get("format") == 2:
+        ckpt = _upgrade(ckpt, path)
     if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
         found = ckpt.get("format") if isinstance(ckpt, dict) else type(ckpt).__name__
         raise SandmineError(
@@ -164,3 +191,22 @@ def load_checkpoint(path: str, device: str | torch.device = "cpu") -> tuple[nn.M
     place(model, device).load_state_dict(ckpt["state_dict"])
     model.eval()
     return model, ckpt
+
+
+def _upgrade(ckpt: dict[str, Any], path: str) -> dict[str, Any]:
+    """A format 2 checkpoint (sandmine's own U-Net and FPN decoders, hand-written SLIC) as format 3.
+
+    Cells that compute what they computed then load: the progressive and linear decoders on any
+    encoder (a timm encoder's keys move under smp's wrapper) and the random forest. The others were
+    rebuilt from segmentation-models-pytorch or scikit-image and must be trained again.
+    """
+    encoder, decoder = ckpt.get("encoder", "?"), ckpt.get("decoder", "?")
+    if not (encoder == "random_forest" or (decoder in OWN_DECODERS and encoder not in BASELINES)):
+        since = "superpixels came from scikit-image" if encoder in BASELINES else "decoder came from smp"
+        raise SandmineError(
+            f"checkpoint format 2 holds a {encoder}+{decoder} model made before its {since}; this version cannot "
+            "load it (segmentation-models-pytorch and scikit-image now build that cell)",
+            path,
+            "retrain the model: dvc repro train (its weights do not fit the new cell)",
+        )
+    return {**ckpt, "format": CHECKPOINT_FORMAT, "state_dict": enc.upgrade_keys(ckpt["state_dict"], "encoder.")}

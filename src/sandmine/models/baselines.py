@@ -9,6 +9,7 @@ stitched inference as the deep models (`forward` returns logits).
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -99,42 +100,34 @@ class PixelForest(nn.Module):
         return _logit(p).view(b, 1, h, w)
 
 
-def slic(image: np.ndarray, step: int, compactness: float, iters: int = 5) -> np.ndarray:
-    """SLIC superpixels (Achanta et al. 2012) of a (C, H, W) standardised image -> (H, W) int32 ids.
+def slic(image: np.ndarray, step: int, compactness: float, mask: np.ndarray | None = None) -> np.ndarray:
+    """SLIC superpixels (Achanta et al. 2012, scikit-image's) of a (C, H, W) standardised image -> (H, W) int32.
 
-    Centres start on a grid of `step` px; each pixel joins the nearest of the 9 centres around its
-    grid cell by distance mean((colour difference)^2) + (compactness / step)^2 * (pixel distance)^2.
-    Vectorised over pixels; deterministic.
+    About one superpixel per `step` x `step` px of `mask` (all pixels without one); each is one
+    4-connected piece (`enforce_connectivity`), numbered 1…K; pixels outside `mask` are 0. The
+    distance is mean((channel difference)^2) + (compactness / step)^2 * (pixel distance)^2 in
+    standardised units: scikit-image sums over channels of the image rescaled to [0, 1], so it
+    gets compactness * sqrt(C) / (value range) to weigh space the same.
     """
+    from skimage.segmentation import slic as skimage_slic
+
     c, h, w = image.shape
-    ny, nx = max(1, round(h / step)), max(1, round(w / step))
-    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
-    cy = ((np.arange(ny) + 0.5) * h / ny).astype(np.float32).repeat(nx)
-    cx = np.tile(((np.arange(nx) + 0.5) * w / nx).astype(np.float32), ny)
-    col = image[:, cy.astype(int), cx.astype(int)].T.copy()  # (K, C)
-    ry = np.minimum((yy * ny / h).astype(int), ny - 1)
-    rx = np.minimum((xx * nx / w).astype(int), nx - 1)
-    flat = image.reshape(c, -1)
-    k_total = ny * nx
-    labels = np.zeros((h, w), np.int64)
-    spatial = (compactness / step) ** 2
-    for _ in range(iters):
-        best = np.full((h, w), np.inf, np.float32)
-        for dy in (-1, 0, 1):
-            for dx in (-1, 0, 1):
-                k = np.clip(ry + dy, 0, ny - 1) * nx + np.clip(rx + dx, 0, nx - 1)
-                d = ((image - col[k].transpose(2, 0, 1)) ** 2).mean(0)
-                d += spatial * ((yy - cy[k]) ** 2 + (xx - cx[k]) ** 2)
-                better = d < best
-                best[better], labels[better] = d[better], k[better]
-        counts = np.bincount(labels.ravel(), minlength=k_total)
-        has = counts > 0
-        for ch in range(c):
-            s = np.bincount(labels.ravel(), weights=flat[ch], minlength=k_total)
-            col[has, ch] = s[has] / counts[has]
-        cy[has] = np.bincount(labels.ravel(), weights=yy.ravel(), minlength=k_total)[has] / counts[has]
-        cx[has] = np.bincount(labels.ravel(), weights=xx.ravel(), minlength=k_total)[has] / counts[has]
-    return np.unique(labels, return_inverse=True)[1].reshape(h, w).astype(np.int32)
+    inside = np.ones((h, w), bool) if mask is None else mask.astype(bool)
+    if not inside.any():
+        return np.zeros((h, w), np.int32)
+    values = image[:, inside]
+    span = float(values.max() - values.min()) or 1.0
+    seg = skimage_slic(
+        image,
+        n_segments=max(1, round(int(inside.sum()) / step**2)),
+        compactness=compactness * math.sqrt(c) / span,
+        channel_axis=0,
+        convert2lab=False,
+        enforce_connectivity=True,
+        mask=mask,
+        start_label=1,
+    )
+    return seg.astype(np.int32)
 
 
 def segment_features(image: np.ndarray, seg: np.ndarray) -> np.ndarray:
@@ -153,7 +146,11 @@ def segment_features(image: np.ndarray, seg: np.ndarray) -> np.ndarray:
 
 
 class SuperpixelGBM(nn.Module):
-    """SLIC superpixels of each window, classified by gradient-boosted trees on their statistics."""
+    """SLIC superpixels of each window, classified by gradient-boosted trees on their statistics.
+
+    Fitting segments within the AOI (`mask`); a prediction window knows no AOI, so its superpixels
+    cover it all (scores outside the AOI are not evaluated).
+    """
 
     trees: TreeEnsemble
 

@@ -1,6 +1,8 @@
 """Decoders: encoder features (finest first) -> one-channel logits at the finest stride they reach.
 
-`Segmenter` (in `sandmine.models`) upsamples the logits to the input size.
+U-Net, FPN, DeepLabV3+, UPerNet and Segformer are segmentation-models-pytorch's; the progressive
+(ViT) decoder and the linear probe are ours. `Segmenter` (in `sandmine.models`) upsamples the
+logits to the input size.
 """
 
 from __future__ import annotations
@@ -16,87 +18,79 @@ def _conv(c_in: int, c_out: int) -> nn.Sequential:
     return nn.Sequential(nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True))
 
 
-class UNetDecoder(nn.Module):
-    """U-Net expanding path: upsample x2, concatenate the skip at that stride, two 3x3 convolutions;
-    past the finest skip it keeps upsampling (without skips) down to stride 1."""
+class SmpDecoder(nn.Module):
+    """One of segmentation-models-pytorch's decoders and its segmentation head, built as smp's own
+    model class builds them (decoder widths, head kernel and upsampling, smp's initialisation), on
+    any encoder of ours; `arch` is a key of `SMP`.
 
-    min_scales = 2
+    smp numbers features by slot, slot i at stride 2**i with slot 0 the input; the encoder's
+    features fill the last slots (a dilated stage repeats a stride and takes the next slot) and the
+    slots before them get empty (B, 0, h, w) placeholders, as smp's own timm encoders give them.
+    """
 
-    def __init__(self, channels: list[int], reductions: list[int], widths: tuple[int, ...] = (256, 128, 64, 32, 16)):
+    def __init__(self, arch: str, channels: list[int], reductions: list[int]):
         super().__init__()
-        skips = {r: c for r, c in zip(reductions, channels)}
-        self.reductions = reductions
-        c, r = channels[-1], reductions[-1]
-        self.blocks = nn.ModuleList()
-        self.skip_at: list[int] = []
-        i = 0
-        while r > 1:
-            r //= 2
-            w = widths[min(i, len(widths) - 1)]
-            skip = skips.get(r, 0)
-            self.blocks.append(nn.Sequential(_conv(c + skip, w), _conv(w, w)))
-            self.skip_at.append(r if skip else 0)
-            c, i = w, i + 1
-        self.upsample = bool(self.blocks)
-        if not self.blocks:  # finest feature already at stride 1: still refine once
-            self.blocks.append(nn.Sequential(_conv(c, widths[-1]), _conv(widths[-1], widths[-1])))
-            self.skip_at.append(0)
-            c = widths[-1]
-        self.head = nn.Conv2d(c, 1, 3, padding=1)
+        from segmentation_models_pytorch.base import SegmentationHead
+        from segmentation_models_pytorch.base import initialization as smp_init
+
+        slots: list[int] = []
+        for r in reductions:
+            slots.append(max(int(math.log2(r)), slots[-1] + 1 if slots else 0))
+        self.slots = slots
+        decoder, head_in, kernel, up = _smp_decoder(arch, [0] * slots[0] + list(channels), slots[-1], reductions[-1])
+        self.decoder = decoder
+        self.head = SegmentationHead(head_in, 1, kernel_size=kernel, upsampling=up)
+        if arch != "deeplabv3plus":  # smp's DeepLabV3Plus keeps PyTorch's default initialisation
+            smp_init.initialize_decoder(self.decoder)
+            smp_init.initialize_head(self.head)
 
     def forward(self, feats: list[torch.Tensor]) -> torch.Tensor:
-        by_r = dict(zip(self.reductions, feats))
-        x = feats[-1]
-        for block, r in zip(self.blocks, self.skip_at):
-            if self.upsample:
-                size = by_r[r].shape[-2:] if r else (x.shape[-2] * 2, x.shape[-1] * 2)
-                x = F.interpolate(x, size=size, mode="nearest")
-            if r:
-                x = torch.cat([x, by_r[r]], 1)
-            x = block(x)
-        return self.head(x)
+        b, (h, w) = feats[0].shape[0], feats[0].shape[-2:]
+        h0, w0 = h * 2 ** self.slots[0], w * 2 ** self.slots[0]
+        empty = [feats[0].new_empty(b, 0, h0 >> i, w0 >> i) for i in range(self.slots[0])]
+        return self.head(self.decoder([*empty, *feats]))
 
 
-class FPNDecoder(nn.Module):
-    """Feature Pyramid Network for segmentation (Kirillov et al., panoptic FPN head): lateral 1x1,
-    top-down sum, each level brought to the finest pyramid stride by 3x3 conv + x2 upsampling,
-    summed, then a 3x3 head."""
+# decoder name -> smp architecture; `_smp_decoder` builds each with its model class's defaults
+SMP = {"unet": "Unet", "fpn": "FPN", "deeplabv3plus": "DeepLabV3Plus", "upernet": "UPerNet", "segformer": "Segformer"}
+OUTPUT_STRIDE = {"deeplabv3plus": 16}  # the encoder's last stage is dilated (smp's DeepLabV3Plus default)
 
-    min_scales = 2
 
-    def __init__(self, channels: list[int], reductions: list[int], width: int = 128, seg: int = 64):
-        super().__init__()
-        # levels at stride >= 4 (as in FPN), or all of them if the encoder has none finer
-        keep = [i for i, r in enumerate(reductions) if r >= 4] or list(range(len(reductions)))
-        self.keep = keep[-4:] if len(keep) > 4 else keep
-        self.lateral = nn.ModuleList(nn.Conv2d(channels[i], width, 1) for i in self.keep)
-        base = reductions[self.keep[0]]
-        self.up_steps = [int(math.log2(reductions[i] // base)) for i in self.keep]
-        self.seg = nn.ModuleList(
-            nn.Sequential(*[_conv(width if k == 0 else seg, seg) for k in range(max(n, 1))]) for n in self.up_steps
+def _smp_decoder(arch: str, channels: list[int], depth: int, output_stride: int) -> tuple[nn.Module, int, int, int]:
+    """smp's decoder for `arch` on smp encoder channels (slot 0 first) -> (decoder, head input channels,
+    head kernel, head upsampling), with the arguments smp 0.6's model classes pass."""
+    from segmentation_models_pytorch.decoders.deeplabv3.decoder import DeepLabV3PlusDecoder
+    from segmentation_models_pytorch.decoders.fpn.decoder import FPNDecoder
+    from segmentation_models_pytorch.decoders.segformer.decoder import SegformerDecoder
+    from segmentation_models_pytorch.decoders.unet.decoder import UnetDecoder
+    from segmentation_models_pytorch.decoders.upernet.decoder import UPerNetDecoder
+
+    if arch == "unet":
+        widths = (256, 128, 64, 32, 16)[:depth]
+        return UnetDecoder(channels, widths, n_blocks=depth), widths[-1], 3, 1
+    if arch == "fpn":  # output at the stride of the fourth-coarsest feature
+        return FPNDecoder(channels, encoder_depth=depth), 128, 1, 2 ** (depth - 3)
+    if arch == "deeplabv3plus":
+        dec = DeepLabV3PlusDecoder(
+            channels,
+            encoder_depth=depth,  # type: ignore[arg-type]
+            out_channels=256,
+            atrous_rates=(12, 24, 36),
+            output_stride=output_stride,  # type: ignore[arg-type]
+            aspp_separable=True,
+            aspp_dropout=0.5,
         )
-        self.head = nn.Conv2d(seg, 1, 3, padding=1)
-
-    def forward(self, feats: list[torch.Tensor]) -> torch.Tensor:
-        lat = [conv(feats[i]) for conv, i in zip(self.lateral, self.keep)]
-        for k in range(len(lat) - 2, -1, -1):  # top-down
-            lat[k] = lat[k] + F.interpolate(lat[k + 1], size=lat[k].shape[-2:], mode="nearest")
-        size = lat[0].shape[-2:]
-        outs = []
-        for x, n, block in zip(lat, self.up_steps, self.seg):
-            for k, layer in enumerate(block.children()):
-                x = layer(x)
-                if k < n:
-                    x = F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
-            outs.append(F.interpolate(x, size=size, mode="bilinear", align_corners=False))
-        return self.head(torch.stack(outs).sum(0))
+        return dec, 256, 1, 4
+    if arch == "upernet":
+        return UPerNetDecoder(channels, encoder_depth=depth, decoder_channels=256), 256, 1, 4
+    if arch == "segformer":
+        return SegformerDecoder(channels, encoder_depth=depth, segmentation_channels=256), 256, 1, 4
+    raise ValueError(f"no smp decoder '{arch}'")
 
 
 class ProgressiveDecoder(nn.Module):
     """Progressive upsampling (SETR-PUP style) of the coarsest feature map: 3x3 conv + x2 bilinear
     upsampling until stride 1. The decoder for single-scale ViT features; works on CNNs too."""
-
-    min_scales = 1
 
     def __init__(self, channels: list[int], reductions: list[int], width: int = 128):
         super().__init__()
@@ -120,8 +114,6 @@ class LinearDecoder(nn.Module):
     stride, then the projections are resized bilinearly to the finest stride and summed. Resizing
     is linear, so this equals one 1x1 convolution over the resized, concatenated features, at a
     fraction of the cost. Nothing but the probe learns when the encoder is frozen."""
-
-    min_scales = 1
 
     def __init__(self, channels: list[int], reductions: list[int]):
         super().__init__()

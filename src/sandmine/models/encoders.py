@@ -1,19 +1,17 @@
 """Encoders: (B, C, H, W) -> a list of feature maps, finest first, with known channels and strides.
 
 Every encoder exposes `channels` and `reductions` (input pixels per feature pixel) so any decoder
-can be built on it. Three kinds: a plain U-Net encoder trained from scratch, any timm CNN as a
-feature extractor (ResNet18/50 take SSL4EO-S12 MoCo weights), and a ViT with SatMAE's
-grouped-channel patch embedding (takes SatMAE weights).
+can be built on it. Three kinds: a plain U-Net encoder trained from scratch, any timm CNN as
+segmentation-models-pytorch wraps it (`tu-<name>`; ResNet18/50 take SSL4EO-S12 MoCo weights), and a
+ViT with SatMAE's grouped-channel patch embedding (takes SatMAE weights).
 """
 
 from __future__ import annotations
 
 import math
 from functools import partial
-from typing import Any
 
 import numpy as np
-import timm
 import torch
 from timm.models.vision_transformer import Block
 from torch import nn
@@ -61,21 +59,40 @@ class PlainUNetEncoder(Encoder):
 
 
 class TimmEncoder(Encoder):
-    """Any timm model that can return intermediate features (`features_only`), randomly initialised.
+    """A timm model as smp's `tu-<name>` encoder (`TimmUniversalEncoder`), randomly initialised.
 
-    timm's ResNets keep torchvision's parameter names (conv1, bn1, layer1…layer4), which is the
-    layout of SSL4EO-S12 MoCo checkpoints.
+    smp returns the input itself as the stride-1 feature and an empty stride-2 feature for encoders
+    that start at stride 4; both are dropped here (the decoders of `decoders.SmpDecoder` put them
+    back), so the features are the network's own, as `FeatureCache` and the linear probe want them.
+    `output_stride` 16 dilates the last stage (DeepLabV3+). The timm network is `body`: timm's
+    ResNets keep torchvision's parameter names (conv1, bn1, layer1…layer4), the layout of SSL4EO-S12
+    MoCo checkpoints.
     """
 
-    def __init__(self, name: str, in_channels: int):
+    def __init__(self, name: str, in_channels: int, output_stride: int = 32):
         super().__init__()
-        body: Any = timm.create_model(name, features_only=True, in_chans=in_channels, pretrained=False)
-        self.body = body
-        self.channels = list(body.feature_info.channels())
-        self.reductions = list(body.feature_info.reduction())
+        from segmentation_models_pytorch.encoders import get_encoder
+
+        self.smp = get_encoder(f"tu-{name}", in_channels=in_channels, weights=None, output_stride=output_stride)
+        out = list(self.smp.out_channels)
+        self.levels = [i for i in range(1, len(out)) if out[i] > 0]  # smp's slot i is at stride 2**i
+        self.channels = [out[i] for i in self.levels]
+        self.reductions = [min(2**i, output_stride) for i in self.levels]
+
+    @property
+    def body(self) -> nn.Module:
+        """The timm network (`features_only`) inside smp's encoder."""
+        return self.smp.model
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        return list(self.body(x))
+        feats = self.smp(x)
+        return [feats[i] for i in self.levels]
+
+
+def upgrade_keys(sd: dict[str, torch.Tensor], prefix: str = "") -> dict[str, torch.Tensor]:
+    """State-dict keys of a `TimmEncoder` saved before smp wrapped it (`{prefix}body.*`) -> `{prefix}smp.model.*`."""
+    old, new = f"{prefix}body.", f"{prefix}smp.model."
+    return {(new + k[len(old) :] if k.startswith(old) else k): v for k, v in sd.items()}
 
 
 def band_groups(bands: list[str]) -> list[list[int]]:

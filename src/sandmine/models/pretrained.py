@@ -8,6 +8,8 @@ Nothing downloads: `model.weights` names a file. The layout is recognised from i
 - SatMAE group-channel ViT: `patch_embed.G.proj.weight` per band group, `channel_embed`,
   `cls_token`, `blocks.N.*`, `norm.*` (in `model`); MAE decoder keys are ignored.
 - `sandmine-ssl`: what the pretrain stage writes (`kind`, `encoder`, `channels`, `state_dict`).
+ResNet weights go into the timm network inside smp's `tu-` encoder (`TimmEncoder.body`), whose
+parameter names are the checkpoints' own (conv1, bn1, layer1…layer4).
 Input channels are remapped by band name: a channel the checkpoint knows takes its kernel, a new
 channel (S1 for an S2 checkpoint, index channels) takes the mean kernel, a checkpoint band the
 model lacks (B10 for an L2A export) is dropped.
@@ -22,7 +24,7 @@ import torch
 from torch import nn
 
 from sandmine.errors import SandmineError
-from sandmine.models.encoders import SATMAE_GROUPS, GroupedViT, TimmEncoder
+from sandmine.models.encoders import SATMAE_GROUPS, GroupedViT, TimmEncoder, upgrade_keys
 
 SSL4EO_BANDS = {
     13: ["B1", "B2", "B3", "B4", "B5", "B6", "B7", "B8", "B8A", "B9", "B10", "B11", "B12"],
@@ -89,7 +91,7 @@ def load_into(model: nn.Module, path: Path, channels: list[str]) -> str:
                 str(path),
                 "pretrain with the same model.encoder, model.bands and model.indices",
             )
-        encoder.load_state_dict(raw["state_dict"])
+        encoder.load_state_dict(upgrade_keys(raw["state_dict"]))  # an SSL file of format 2 still loads
         return f"sandmine SSL ({raw['method']}) encoder"
     sd = _strip(raw.get("state_dict", raw.get("model", raw)))
     if isinstance(encoder, GroupedViT):
