@@ -204,6 +204,17 @@ def test_ssl4eo_loader_remaps_bands_by_name(tmp_path, depth, prefix, wrap):
     assert "B10" not in CHANNELS  # the L2A export has no B10: its kernel is dropped
 
 
+def test_ssl_encoder_saved_before_smp_still_loads(tmp_path):
+    torch.manual_seed(5)
+    enc = models.build("resnet18", "linear", CHANNELS).encoder
+    old = {k.replace("smp.model.", "body."): v for k, v in enc.state_dict().items()}  # format 2 layout
+    record = {"kind": "sandmine-ssl", "method": "moco", "encoder": "resnet18", "encoder_class": "TimmEncoder"}
+    torch.save({**record, "channels": CHANNELS, "state_dict": old}, tmp_path / "ssl.pt")
+    fresh = models.build("resnet18", "unet", CHANNELS)
+    pretrained.load_into(fresh, tmp_path / "ssl.pt", CHANNELS)
+    assert all(torch.equal(v, enc.state_dict()[k]) for k, v in fresh.encoder.state_dict().items())
+
+
 def test_loader_refuses_wrong_depth_and_layout(tmp_path):
     _, path = _ssl4eo_moco("resnet18", tmp_path)
     with pytest.raises(SandmineError, match="lacks|differ"):

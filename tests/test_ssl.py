@@ -76,10 +76,10 @@ def _sites(n=2, size=48, seed=0):
 def test_moco_trains_the_encoder_and_the_train_stage_loads_it(tmp_path):
     torch.set_num_threads(1)
     model = models.build("resnet18", "linear", CH)
-    before = model.encoder.state_dict()["body.layer1.0.conv1.weight"].clone()
+    before = model.encoder.body.state_dict()["layer1.0.conv1.weight"].clone()  # the timm net in smp's encoder
     p = SslParams(method="moco", epochs=2, windows_per_epoch=32, window_px=32, batch_size=8, queue=64)
     enc, summary = ssl.pretrain(model.encoder, model.encoder.channels[-1], _sites(), p)
-    assert not torch.equal(enc.state_dict()["body.layer1.0.conv1.weight"], before)
+    assert not torch.equal(enc.body.state_dict()["layer1.0.conv1.weight"], before)
     assert summary["epochs"] == 2 and np.isfinite(summary["loss_last"])
     record = {
         "kind": "sandmine-ssl",
@@ -93,7 +93,7 @@ def test_moco_trains_the_encoder_and_the_train_stage_loads_it(tmp_path):
     fresh = models.build("resnet18", "linear", CH, frozen=True)
     assert "MoCo" in pretrained.load_into(fresh, tmp_path / "ssl.pt", CH).replace("moco", "MoCo")
     assert torch.equal(
-        fresh.encoder.state_dict()["body.layer1.0.conv1.weight"], enc.state_dict()["body.layer1.0.conv1.weight"]
+        fresh.encoder.body.state_dict()["layer1.0.conv1.weight"], enc.body.state_dict()["layer1.0.conv1.weight"]
     )
     with pytest.raises(SandmineError, match="pretrain with the same"):
         pretrained.load_into(models.build("resnet18", "linear", CH[:4]), tmp_path / "ssl.pt", CH[:4])
