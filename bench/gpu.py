@@ -126,10 +126,11 @@ def main() -> None:
         runs += [(m, device, "32", a.steps, a.cpu_size, 1) for m in a.models]
         name = "no GPU"
     batch, bands = Params().train.batch_size, len(Params().model.bands)
+    sizes = f"{a.size} px (GPU) / {a.cpu_size} px (CPU)" if device.type == "cuda" else f"{a.cpu_size} px"
     print(
         f"device {device} ({name}); torch {torch.__version__}, CUDA {torch.version.cuda or 'none'}; "
         f"CPU: {torch.get_num_threads()} threads; training batches of {batch} x ({bands}, 128, 128); "
-        f"prediction 512 px windows, stride 480, rasters {a.size} px (GPU) / {a.cpu_size} px (CPU)\n",
+        f"prediction 512 px windows, stride 480, rasters of {sizes}\n",
         flush=True,
     )
     print("| model | device | precision | train windows/s | predict km²/s | train peak GiB | predict peak GiB |")
