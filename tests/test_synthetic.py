@@ -15,7 +15,7 @@ from sandmine.sources.labelbox import parse_row
 from sandmine.sources.synthetic.annotator import annotate
 from sandmine.sources.synthetic.materials import CODE, load_signatures
 from sandmine.sources.synthetic.render import render
-from sandmine.sources.synthetic.scene import Site
+from sandmine.sources.synthetic.scene import Terrain
 from sandmine.sources.synthetic.world import export
 
 DATE = dt.date(2026, 4, 10)
@@ -23,7 +23,7 @@ DATE = dt.date(2026, 4, 10)
 
 @pytest.fixture(scope="module")
 def scene():
-    site = Site("test_site", 240, 260, seed=3, mine_density=1.0)
+    site = Terrain("test_site", 240, 260, seed=3, mine_density=1.0)
     layout = site.on(DATE)
     pixels, names = render(layout, load_signatures(), np.random.default_rng(5), 0.0, 0.0)
     return site, layout, pixels, names
@@ -31,7 +31,7 @@ def scene():
 
 def test_same_seed_same_world(scene):
     _, layout, pixels, _ = scene
-    again = Site("test_site", 240, 260, seed=3, mine_density=1.0).on(DATE)
+    again = Terrain("test_site", 240, 260, seed=3, mine_density=1.0).on(DATE)
     np.testing.assert_array_equal(again.material, layout.material)
     p2, _ = render(again, load_signatures(), np.random.default_rng(5), 0.0, 0.0)
     np.testing.assert_array_equal(p2, pixels)
@@ -123,7 +123,7 @@ def test_catalogue_default_and_paper_sizes():
 
 
 def test_river_runs_across_the_short_side():
-    site = Site("broad", 150, 600, seed=1, mine_density=1.0)
+    site = Terrain("broad", 150, 600, seed=1, mine_density=1.0)
     channel = site.channel
     # a river flowing top to bottom crosses both the top and the bottom edge
     from shapely.geometry import LineString

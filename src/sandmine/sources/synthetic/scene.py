@@ -29,8 +29,8 @@ from sandmine.sources.synthetic.layout import (
 from sandmine.sources.synthetic.materials import CODE
 
 
-class Site:
-    """The static geography of one synthetic site; `on(date)` lays it out for a date."""
+class Terrain:
+    """The static geography of one synthetic site (or any window of a long river); `on(date)` lays it out for a date."""
 
     def __init__(self, site_id: str, h: int, w: int, seed: int, mine_density: float) -> None:
         self.site_id, self.h, self.w, self.seed = site_id, h, w, seed

@@ -20,21 +20,20 @@ from sandmine.bands import CATALOGUE, check_names
 from sandmine.config import WorldParams
 from sandmine.files import write_text
 from sandmine.raster import Grid, grid_for_bounds, pixels_to_map, to_crs, write_cog
-from sandmine.sites import Observation
-from sandmine.sites import Site as SiteRecord
+from sandmine.sites import Observation, Site
 from sandmine.sources.stored import NODATA, SCALES
 from sandmine.sources.synthetic.annotator import annotate
 from sandmine.sources.synthetic.layout import stable_seed
 from sandmine.sources.synthetic.materials import load_signatures
 from sandmine.sources.synthetic.render import render
-from sandmine.sources.synthetic.scene import Site
+from sandmine.sources.synthetic.scene import Terrain
 
 log = logging.getLogger(__name__)
 RECIPE = "sandmine-synthetic-v1"
 
 
 def export(
-    sites: dict[str, SiteRecord],
+    sites: dict[str, Site],
     observations: list[Observation],
     bands: list[str],
     world: WorldParams,
@@ -55,12 +54,12 @@ def export(
     grids = {sid: grid_for_bounds(s.geometry.bounds) for sid, s in sites.items()}
     channels = {}
     manifest, rows = [], []
-    site: Site | None = None
+    site: Terrain | None = None
     previews = 0
     for obs in tqdm(sorted(observations, key=lambda o: o.obs_id), desc="export (synthetic)", unit="obs"):
         grid = grids[obs.site_id]
         if site is None or site.site_id != obs.site_id:
-            site = Site(obs.site_id, grid.height, grid.width, world.seed, world.mine_density)
+            site = Terrain(obs.site_id, grid.height, grid.width, world.seed, world.mine_density)
             channels[obs.site_id] = site.channel
         layout = site.on(obs.date)
         rng = np.random.default_rng(stable_seed(world.seed, obs.obs_id, "render"))
