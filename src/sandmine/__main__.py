@@ -3,6 +3,7 @@
     sandmine predict IMAGE.tif --model models/model.pt --out pred.tif [--polygons mines.geojson]
     sandmine select --first 2025-10-01/2025-12-31 --second 2026-03-01/2026-05-31 --project P
     sandmine labelbox-push --project ID --dataset NAME --url https://storage.googleapis.com/b/{file}
+    sandmine survey [--rivers my_rivers.gpkg] [--period 2025-10-01/2025-12-31 ...] [--out data/my_survey]
 
 The image needs band descriptions naming its bands (B2, B3, …, VV, VH) in the units of an
 Earth Engine export (reflectance, dB); the output is a uint8 COG (probability = value / 255).
@@ -134,6 +135,21 @@ def _labelbox_push(a: argparse.Namespace) -> None:
     print(f"{len(keys)} data rows -> dataset '{a.dataset}', batch sent to project {a.project}")
 
 
+def _survey(a: argparse.Namespace) -> None:
+    from sandmine.config import load_params
+    from sandmine.steps import survey
+
+    p = load_params(a.params)
+    for key, value in (("rivers", a.rivers), ("river_field", a.river_field), ("region", a.region)):
+        if value is not None:
+            setattr(p.survey, key, str(value))
+    if a.period:
+        p.survey.periods = list(a.period)
+    if a.workers is not None:
+        p.predict.workers = a.workers
+    survey.run(p, a.model, a.out, a.report, a.metrics)
+
+
 def _option(key: str, flag: str) -> Callable[[str], Any]:
     """An argparse `type=` that reads `flag` as params field `key` and applies that field's range check."""
     k = knob(key)
@@ -204,6 +220,19 @@ def parser() -> argparse.ArgumentParser:
     lb.add_argument("--geo", action="store_true", help="geospatial project: a tile layer with the image's bounds")
     lb.add_argument("--manifest", type=Path, default=Path("data/images/manifest.csv"))
     lb.add_argument("--roles", nargs="+", default=["labelled"], help="manifest roles to send")
+    sv = sub.add_parser(
+        "survey", help="map mining along whole rivers for each period (params.yaml's survey:, overridable here)"
+    )
+    sv.add_argument("--params", type=Path, default=Path("params.yaml"))
+    sv.add_argument("--model", type=Path, default=Path("models/model.pt"))
+    sv.add_argument("--rivers", type=Path, help="vector file of rivers, any CRS (survey.rivers)")
+    sv.add_argument("--river-field", help="the field naming each river (survey.river_field)")
+    sv.add_argument("--region", type=Path, help="polygon file: only the rivers inside it (survey.region)")
+    sv.add_argument("--period", action="append", help="START/END, repeat for several (survey.periods)")
+    sv.add_argument("--workers", type=_option("predict.workers", "--workers"), help="Dask workers (predict.workers)")
+    sv.add_argument("--out", type=Path, default=Path("data/survey"), help="mosaics, chunks and survey.gpkg")
+    sv.add_argument("--report", type=Path, default=Path("reports/survey.html"))
+    sv.add_argument("--metrics", type=Path, default=Path("metrics/survey.json"))
     return parser
 
 
@@ -211,7 +240,7 @@ def main(argv: list[str] | None = None) -> None:
     from sandmine.errors import SandmineError
 
     a = parser().parse_args(argv)
-    commands = {"predict": _predict, "select": _select, "labelbox-push": _labelbox_push}
+    commands = {"predict": _predict, "select": _select, "labelbox-push": _labelbox_push, "survey": _survey}
     try:
         commands[a.command](a)
     except SandmineError as exc:

@@ -319,6 +319,19 @@ class InferParams:
 
 
 @dataclass
+class SurveyParams:
+    """A river-scale survey (stage survey): every river of a file within aoi.buffer_m, per period."""
+
+    rivers: str = "data/surveys/river.geojson"  # vector file of rivers (any CRS); synthetic: catalogue --size river
+    river_field: str = "river"  # the property that names each river (features of one name are one river)
+    region: str = ""  # optional polygon file (any CRS): only the rivers' parts inside it
+    # START/END (both included), in date order, not overlapping: change is reported between consecutive ones
+    periods: list[str] = param(["2025-10-01/2025-12-31", "2026-04-01/2026-06-30"], Items())
+    chunk_km: float = param(5.0, Range(ge=1, le=100))  # side of the UTM-aligned chunks (one task each)
+    cache_dir: str = ".survey_cache"  # chunk images and predictions, by what determines them: reruns add only new ones
+
+
+@dataclass
 class Params:
     """All of params.yaml."""
 
@@ -335,6 +348,7 @@ class Params:
     predict: PredictParams = field(default_factory=PredictParams)
     evaluate: EvaluateParams = field(default_factory=EvaluateParams)
     infer: InferParams = field(default_factory=InferParams)
+    survey: SurveyParams = field(default_factory=SurveyParams)
 
 
 @cache

@@ -352,7 +352,7 @@ class CogWriter:
     Rows go to a tiled GeoTIFF beside the target; `close()` adds overviews by copying it to a
     COG (GDAL streams the copy), then renames. Memory stays at one block of rows.
     `resampling` builds the overviews as in `write_cog`: `mode` (default) for classes, `average`
-    for probabilities.
+    for probabilities. `nodata` marks pixels that are not data (left out of the overviews).
     """
 
     def __init__(
@@ -363,6 +363,7 @@ class CogWriter:
         band_name: str,
         tags: dict[str, str] | None = None,
         resampling: OverviewResampling = "mode",
+        nodata: float | None = None,
     ) -> None:
         self.path = Path(path)
         self.grid = grid
@@ -384,6 +385,7 @@ class CogWriter:
             blockysize=256,
             compress="DEFLATE",
             BIGTIFF="IF_SAFER",
+            nodata=nodata,
         )
         self._dst.set_band_description(1, band_name)
         if tags:

@@ -190,6 +190,10 @@ def _magma_css() -> str:
     return ",".join(to_hex(plt.get_cmap("magma")(v)) for v in np.linspace(0.2, 1, 5))
 
 
+def _ha(value: float | None) -> str:
+    return "–" if value is None or math.isnan(value) else f"{value:.1f}"
+
+
 def _site_panel(site: str, obs: list[dict], changes: list[dict], median_ha: float) -> str:
     esc = html.escape
     parts = [
@@ -407,7 +411,7 @@ def map_report(
     for site, obs in sorted(by_site.items()):
         parts.append(
             f"<tr><td><a href='#site-{esc(site)}'>{esc(site)}</a></td><td>{len(obs)}</td>"
-            f"<td>{obs[-1]['area_ha']:.1f}</td><td>{medians.get(site, float('nan')):.1f}</td></tr>"
+            f"<td>{obs[-1]['area_ha']:.1f}</td><td>{_ha(medians.get(site))}</td></tr>"
         )
     parts.append("</table>")
     for site, obs in sorted(by_site.items()):

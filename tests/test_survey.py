@@ -1,0 +1,235 @@
+"""River-scale survey: periods, rivers, chunks across UTM zones, seams, the GeoPackage, and reruns."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import geopandas as gpd
+import numpy as np
+import pyogrio
+import pytest
+import rasterio
+from rasterio.crs import CRS
+from rasterio.transform import from_origin
+from shapely.geometry import LineString, box
+
+from sandmine import survey as sv
+from sandmine.config import Params
+from sandmine.errors import SandmineError
+from sandmine.raster import Grid, to_crs, write_cog
+
+
+def _rivers_file(path: Path, lines: dict[str, LineString], crs: str = "EPSG:4326") -> Path:
+    frame = gpd.GeoDataFrame({"name": list(lines)}, geometry=list(lines.values()), crs="EPSG:4326").to_crs(crs)
+    frame.to_file(path)
+    return path
+
+
+# ------------------------------------------------------------------------------------------------ periods
+
+
+def test_periods_in_order_with_labels():
+    ps = sv.parse_periods(["2026-04-01/2026-06-30", "2025-10-01/2025-12-31"], "here")
+    assert [p.label for p in ps] == ["2025-10-01_2025-12-31", "2026-04-01_2026-06-30"]
+    assert ps[0].days == 92 and ps[0].middle.isoformat() == "2025-11-15"
+
+
+@pytest.mark.parametrize(
+    "texts, words",
+    [
+        (["2025-10-01/2025-12-31", "2025-12-01/2026-02-28"], "overlap"),
+        (["2025-10-01-2025-12-31"], "START/END"),
+        (["2025-02-30/2025-03-31"], "START/END"),
+        (["2025-12-31/2025-10-01"], "ends before"),
+        ([], "no periods"),
+    ],
+)
+def test_bad_periods_are_refused(texts, words):
+    with pytest.raises(SandmineError, match=words) as err:
+        sv.parse_periods(texts, "params.yaml: survey.periods")
+    assert "survey.periods" in str(err.value)
+
+
+# ------------------------------------------------------------------------------------------------- rivers
+
+
+def test_rivers_in_a_projected_crs_are_read_by_name(tmp_path):
+    line = LineString([(82.5, 24.4), (82.6, 24.42)])
+    path = _rivers_file(tmp_path / "rivers.gpkg", {"Son": line}, "EPSG:32644")  # as QGIS saves a UTM layer
+    (river,) = sv.read_rivers(path, "name")
+    assert river.name == "Son" and river.geometry.distance(line) < 1e-6
+
+
+def test_missing_name_field_and_empty_region_are_clear(tmp_path):
+    path = _rivers_file(tmp_path / "rivers.geojson", {"Son": LineString([(82.5, 24.4), (82.6, 24.42)])})
+    with pytest.raises(SandmineError, match="no field 'river'.*name"):
+        sv.read_rivers(path, "river")
+    region = tmp_path / "region.geojson"
+    gpd.GeoDataFrame(geometry=[box(70, 10, 71, 11)], crs="EPSG:4326").to_file(region)
+    with pytest.raises(SandmineError, match="no river .* inside the region"):
+        sv.read_rivers(path, "name", region)
+
+
+# ------------------------------------------------------------------------------------------------- chunks
+
+
+def test_a_river_across_a_zone_boundary_is_split_without_overlap():
+    line = LineString([(83.9, 24.4), (84.1, 24.45)])  # crosses 84°E: zones 44N and 45N
+    chunks = sv.plan_chunks([sv.River("Son", line)], 1000.0, 5.0)
+    assert {c.zone.name for c in chunks} == {"44N", "45N"}
+    assert all(c.chunk_id.startswith(c.zone.name + "_5km_") for c in chunks)
+    # every piece of ground is in one chunk only: the chunks' buffer adds up to the buffer measured in one CRS
+    whole = to_crs(line, "EPSG:4326", "EPSG:32644").buffer(1000.0).area
+    assert sum(c.aoi.area for c in chunks) == pytest.approx(whole, rel=0.01)
+    # chunk grids: 500 x 500 px, on the zone's 5 km lattice
+    g = chunks[0].grid
+    assert (g.height, g.width) == (500, 500) and g.bounds[0] % 5000 == 0
+
+
+def test_chunk_ids_do_not_change_when_a_river_is_added():
+    son = sv.River("Son", LineString([(82.5, 24.4), (82.7, 24.45)]))
+    other = sv.River("Rihand", LineString([(82.55, 24.3), (82.56, 24.5)]))
+    before = {c.chunk_id for c in sv.plan_chunks([son], 1000.0, 5.0)}
+    after = sv.plan_chunks([son, other], 1000.0, 5.0)
+    assert before < {c.chunk_id for c in after}
+    both = [c for c in after if len(c.rivers) == 2]
+    assert both and all(set(c.river_aois) == {"Son", "Rihand"} for c in both)
+
+
+# -------------------------------------------------------------------------------------------------- seams
+
+
+def _two_chunks() -> tuple[dict[str, sv.Chunk], list[sv.Chunk]]:
+    zone = sv.Zone(44, True)
+    out = []
+    for col in (100, 101):
+        sq = box(col * 1000.0, 2_700_000.0, (col + 1) * 1000.0, 2_701_000.0)
+        out.append(sv.Chunk(sv.chunk_id(zone, 1000.0, col, 2700), zone, col, 2700, 1000.0, ("Son",), sq, {"Son": sq}))
+    return {c.chunk_id: c for c in out}, out
+
+
+def test_a_mine_on_a_seam_is_one_polygon_in_the_geopackage(tmp_path):
+    from sandmine.steps.survey import _frames
+
+    by_id, (a, b) = _two_chunks()
+    period = sv.parse_periods(["2025-10-01/2025-12-31"], "t")
+    pieces = []
+    for chunk, cols in ((a, slice(90, 100)), (b, slice(0, 12))):  # one mine, 22 px wide, cut by the seam
+        mask = np.zeros((100, 100), bool)
+        mask[40:50, cols] = True
+        mask[5:8, 50:53] = True  # and a small one inside each chunk
+        pieces += sv.pieces(mask, mask * 0.8, chunk, (period[0].label,))
+    merged = sv.merge_seams(pieces, by_id)
+    assert len(merged) == 3
+    seam = [m for m in merged if len(m.chunks) == 2]
+    assert len(seam) == 1 and seam[0].pixels == 220 and seam[0].area_ha == pytest.approx(2.2)
+    assert seam[0].mean_prob == pytest.approx(0.8)
+    frames = _frames(merged, [], [a, b], by_id, period, {("Son", period[0].label): 2.38}, None)
+    sv.write_gpkg(tmp_path / "survey.gpkg", frames)
+    layers = dict(pyogrio.list_layers(tmp_path / "survey.gpkg"))
+    assert set(layers) == {"mines", "change", "chunks", "area"} and layers["area"] is None
+    mines = gpd.read_file(tmp_path / "survey.gpkg", layer="mines")
+    assert mines.crs.to_epsg() == 4326
+    assert {"river", "chunk", "period", "area_ha", "mean_prob"} <= set(mines.columns)
+    one = mines[mines.chunk.str.contains(",")]
+    assert len(one) == 1 and one.geometry.iloc[0].geom_type == "Polygon" and one.area_ha.iloc[0] == 2.2
+    area = pyogrio.read_dataframe(tmp_path / "survey.gpkg", layer="area")
+    assert area.mined_ha.iloc[0] == pytest.approx(2.2 + 2 * 0.09)
+
+
+def test_small_objects_on_the_edge_wait_for_the_merge():
+    mask = np.zeros((20, 20), bool)
+    mask[0:2, 5:7] = True  # 4 px on the edge: may be half of a mine across the seam
+    mask[10:12, 10:12] = True  # 4 px inside: too small
+    kept = sv.clean_inner(mask, 5)
+    assert kept[0:2, 5:7].all() and not kept[10:12, 10:12].any()
+
+
+def test_vrt_mosaic_opens_and_matches_its_chunks(tmp_path):
+    by_id, chunks = _two_chunks()
+    sources = []
+    for i, c in enumerate(chunks):
+        path = tmp_path / "chunks" / f"{c.chunk_id}.tif"
+        write_cog(path, np.full((100, 100), 10 * (i + 1), np.uint8), c.grid, ["mine"], nodata=255)
+        sources.append((path, c.grid))
+    grid = sv.write_vrt(tmp_path / "mosaic" / "m.vrt", sources, "mine", 255)
+    assert (grid.height, grid.width) == (100, 200)
+    sv.vrt_to_cog(tmp_path / "mosaic" / "m.vrt", tmp_path / "mosaic" / "m.tif", "mine", {"period": "p"}, "mode", 255)
+    for name in ("m.vrt", "m.tif"):
+        with rasterio.open(tmp_path / "mosaic" / name) as ds:
+            data = ds.read(1)
+            assert ds.crs.to_epsg() == 32644 and ds.nodata == 255
+            assert (data[:, :100] == 10).all() and (data[:, 100:] == 20).all()
+
+
+# --------------------------------------------------------------------------------------------- whole run
+
+
+BANDS = ["B2", "B3", "B4", "B8"]
+
+
+def _setup(tmp_path: Path, periods: list[str]) -> Params:
+    torch = pytest.importorskip("torch")
+    from sandmine import models
+
+    torch.manual_seed(0)
+    model = models.build("resnet18", "unet", BANDS)
+    meta = {"encoder": "resnet18", "decoder": "unet", "bands": BANDS, "mean": [0.1] * 4, "std": [0.05] * 4}
+    torch.save(models.save_checkpoint(model, meta), tmp_path / "model.pt")
+    line = LineString([(82.5, 24.4), (82.52, 24.405)])
+    rivers = _rivers_file(tmp_path / "rivers.geojson", {"Son": line})
+    rng = np.random.default_rng(0)
+    for text in periods:
+        folder = tmp_path / "scenes" / text.replace("/", "_")
+        folder.mkdir(parents=True)
+        # one scene in Web Mercator (a QGIS export), covering the river and more
+        x0, y0 = to_crs(box(82.49, 24.39, 82.53, 24.415), "EPSG:4326", "EPSG:3857").bounds[0::3]
+        g = Grid(CRS.from_epsg(3857), from_origin(x0, y0, 20.0, 20.0), 160, 230)
+        write_cog(folder / "scene.tif", rng.uniform(0.02, 0.3, (4, 160, 230)).astype(np.float32), g, BANDS)
+    p = Params()
+    p.source.kind, p.source.images_dir, p.bands = "local", str(tmp_path / "scenes"), list(BANDS)
+    p.survey.rivers, p.survey.river_field, p.survey.periods = str(rivers), "name", periods
+    p.survey.chunk_km, p.survey.cache_dir = 1.0, str(tmp_path / "cache")
+    p.aoi.buffer_m = 300.0
+    p.predict.workers, p.predict.threshold, p.predict.window_px, p.predict.stride_px = 0, 0.5, 64, 32
+    p.predict.device, p.predict.threads = "cpu", 1
+    return p
+
+
+def test_survey_runs_and_a_new_period_predicts_only_its_chunks(tmp_path, caplog):
+    from sandmine.steps import survey
+
+    first = ["2025-10-01/2025-12-31"]
+    p = _setup(tmp_path, first + ["2026-04-01/2026-06-30"])
+    p.survey.periods = first
+    out = tmp_path / "out"
+    c1 = survey.run(p, tmp_path / "model.pt", out, tmp_path / "survey.html", tmp_path / "survey.json")
+    assert c1.predicted == c1.chunks > 1 and c1.predict_cached == 0
+    p.survey.periods = first + ["2026-04-01/2026-06-30"]
+    c2 = survey.run(p, tmp_path / "model.pt", out, tmp_path / "survey.html", tmp_path / "survey.json")
+    assert c2.predicted == c2.chunks and c2.predict_cached == c1.chunks
+    assert {period for _, period in c2.predicted_pairs} == {"2026-04-01_2026-06-30"}
+    assert c2.exported == c2.chunks and c2.export_cached == c1.chunks
+    layers = dict(pyogrio.list_layers(out / "survey.gpkg"))
+    assert {"mines", "change", "chunks", "area"} <= set(layers)
+    area = pyogrio.read_dataframe(out / "survey.gpkg", layer="area")
+    assert list(area.period) == ["2025-10-01_2025-12-31", "2026-04-01_2026-06-30"]
+    chunks = gpd.read_file(out / "survey.gpkg", layer="chunks")
+    assert chunks.crs.to_epsg() == 4326 and len(chunks) == c2.chunks
+    for kind in ("probability", "mask"):
+        for suffix in (".vrt", ".tif"):
+            with rasterio.open(out / "mosaic" / f"2026-04-01_2026-06-30_44N_{kind}{suffix}") as ds:
+                assert ds.crs.to_epsg() == 32644 and ds.count == 1
+    metrics = json.loads((tmp_path / "survey.json").read_text())
+    assert metrics["chunks"] == c2.chunks and set(metrics["mined_ha"]) == set(c2.periods)
+    assert (tmp_path / "survey.html").read_text().count("survey 44N") >= 1
+
+
+def test_a_period_without_imagery_is_named(tmp_path):
+    from sandmine.steps import survey
+
+    p = _setup(tmp_path, ["2025-10-01/2025-12-31"])
+    p.survey.periods = ["2025-10-01/2025-12-31", "2026-04-01/2026-06-30"]
+    with pytest.raises(SandmineError, match="period 2026-04-01/2026-06-30 has no imagery"):
+        survey.run(p, tmp_path / "model.pt", tmp_path / "out", tmp_path / "s.html", tmp_path / "s.json")
