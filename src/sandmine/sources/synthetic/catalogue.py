@@ -3,7 +3,8 @@
 `python -m sandmine.sources.synthetic.catalogue data/` rewrites `data/sites.geojson` and
 `data/observations.csv`; those committed files, not this module, are what the pipeline reads.
 `--size paper` writes the same 39 sites at the sizes of the prior study (2.5–582 km², 9,614 km²
-in all) for benchmarks.
+in all) for benchmarks. `--size river` writes `river.geojson`: one long synthetic river (`--km`
+long, 120 by default) on the Son, for river-scale surveys (`river.py` renders it chunk by chunk).
 
 Rectangles are broad across the river (about 6 km) and shorter along it, so that, as in the real
 labelled data, about half of each scene lies more than 1 km from the river.
@@ -67,6 +68,9 @@ INFER = {
     "betwa_hamirpur": ["2024-11-20", "2025-04-12", "2026-11-10"],
     "son_dehri": ["2024-11-18", "2025-04-15", "2026-11-08"],
 }
+# river, basin, lon, lat of the start, seed: the Son below Sidhi, flowing roughly east (UTM 44N
+# for 120 km; about 150 km on it crosses into zone 45 at 84°E)
+LONG_RIVER = ("Son", "Ganga", 82.55, 24.45, 1)
 PAPER_KM2 = (2.5, 582.0, 9614.0)  # smallest, largest, total of the prior study's rectangles
 
 
@@ -128,7 +132,19 @@ def catalogue(size: str = "default") -> list[tuple]:
     return [(*place, round(w, 3), round(h, 3)) for place, (w, h) in zip(PLACES, sizes)]
 
 
-def write(folder: Path, size: str = "default") -> None:
+def river_geojson(length_km: float) -> dict:
+    """A FeatureCollection of the one long river (its centreline and properties)."""
+    from sandmine.sources.synthetic.river import long_river, river_feature
+
+    name, basin, lon, lat, seed = LONG_RIVER
+    river = long_river(name, basin, lon, lat, length_km, seed)
+    return {"type": "FeatureCollection", "features": [river_feature(river)]}
+
+
+def write(folder: Path, size: str = "default", km: float = 120.0) -> None:
+    if size == "river":
+        write_text(folder / "river.geojson", json.dumps(river_geojson(km), indent=1) + "\n")
+        return
     sites = catalogue(size)
     write_text(folder / "sites.geojson", json.dumps(sites_geojson(sites), indent=1) + "\n")
     write_text(folder / "observations.csv", observations_csv([s[0] for s in sites], LABELLED_DATES, INFER))
@@ -137,6 +153,7 @@ def write(folder: Path, size: str = "default") -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("folder", type=Path, nargs="?", default=Path("data"))
-    parser.add_argument("--size", choices=["default", "paper"], default="default")
+    parser.add_argument("--size", choices=["default", "paper", "river"], default="default")
+    parser.add_argument("--km", type=float, default=120.0, help="--size river: the river's length")
     args = parser.parse_args()
-    write(args.folder, args.size)
+    write(args.folder, args.size, args.km)

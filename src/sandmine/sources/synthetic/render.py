@@ -37,6 +37,11 @@ def _native_resolution(band: np.ndarray, res_m: int) -> np.ndarray:
     return ndimage.zoom(coarse, f, order=1, mode="nearest")[:h, :w]
 
 
+def band_names(sig: Signatures) -> list[str]:
+    """The bands `render` returns, in order."""
+    return [*sig.bands, "VV", "VH", "CLOUD"]
+
+
 def render(
     layout: Layout, sig: Signatures, rng: np.random.Generator, cloud_probability: float, haze_probability: float = 0.5
 ) -> tuple[np.ndarray, list[str]]:
@@ -104,4 +109,4 @@ def render(
             lin[y, x] = 10 ** ((8.0 - 8.0 * p) / 10)
         s1[p] = 10 * np.log10(np.maximum(lin, 1e-5))
     score = np.clip(cloud + rng.normal(0, 0.02, (h, w)), 0, 1).astype(np.float32)
-    return np.concatenate([refl, s1, score[None]]), [*sig.bands, "VV", "VH", "CLOUD"]
+    return np.concatenate([refl, s1, score[None]]), band_names(sig)

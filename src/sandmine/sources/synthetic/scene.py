@@ -32,13 +32,29 @@ from sandmine.sources.synthetic.materials import CODE
 class Terrain:
     """The static geography of one synthetic site (or any window of a long river); `on(date)` lays it out for a date."""
 
-    def __init__(self, site_id: str, h: int, w: int, seed: int, mine_density: float) -> None:
-        self.site_id, self.h, self.w, self.seed = site_id, h, w, seed
+    def __init__(
+        self,
+        site_id: str,
+        h: int,
+        w: int,
+        seed: int,
+        mine_density: float,
+        river: River | None = None,
+        mines: list[Mine] | None = None,
+        water_key: str | None = None,
+    ) -> None:
+        """Draw the site's geography from (seed, site_id).
+
+        A window of a long river (`river.py`) passes its own `river` and `mines` (continuous across
+        windows) and a `water_key` that draws the season's water level per river, not per window;
+        without them the site is drawn exactly as it always was.
+        """
+        self.site_id, self.h, self.w, self.seed, self.water_key = site_id, h, w, seed, water_key
         rng = np.random.default_rng(stable_seed(seed, site_id, "static"))
-        self.river: River = make_river(rng, h, w)
+        self.river: River = make_river(rng, h, w) if river is None else river
         self.u, self.n = self.river.frame(h, w)
         self.b = self.river.half_width(self.u)
-        self.mines: list[Mine] = make_mines(rng, self.river, h, w, mine_density)
+        self.mines: list[Mine] = make_mines(rng, self.river, h, w, mine_density) if mines is None else mines
         self.channel = self.river.channel_polygon(h, w)
         self._floodplain(rng)
 
@@ -144,9 +160,14 @@ class Terrain:
         material[riparian] = CODE["riparian"]
         objects[riparian] = next_id
         next_id += 1
-        frac = season_water_fraction(date) * float(rng.uniform(0.85, 1.15))
+        jitter = float(rng.uniform(0.85, 1.15))  # drawn either way: the stream stays the same
+        if self.water_key is not None:
+            level = np.random.default_rng(stable_seed(self.seed, self.water_key, date.isoformat()))
+            jitter = float(level.uniform(0.85, 1.15))
+        frac = season_water_fraction(date) * jitter
         thread = _thread(self.river, u, b)
-        ww = b * frac * (1 + 0.2 * np.sin(2 * np.pi * u / self.river.params["lamb"] * 1.7))
+        wobble = 2 * np.pi * u / self.river.params["lamb"] * 1.7 + self.river.params.get("phww", 0.0)
+        ww = b * frac * (1 + 0.2 * np.sin(wobble))
         channel = np.abs(n) < b
         water = channel & (np.abs(n - thread) < ww)
         if self.river.params["braided"]:

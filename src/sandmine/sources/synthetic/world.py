@@ -68,7 +68,8 @@ def export(
         missing = [b for b in bands if b not in names]
         if missing:
             raise ValueError(f"the synthetic world cannot render bands {missing}")
-        _write_image(images_dir / f"{obs.obs_id}.tif", pixels[keep], [names[i] for i in keep], grid, obs)
+        tags = {"date": obs.date.isoformat(), "site_id": obs.site_id, "obs_id": obs.obs_id}
+        write_image(images_dir / f"{obs.obs_id}.tif", pixels[keep], [names[i] for i in keep], grid, tags)
         write_cog(
             source_dir / "truth" / f"{obs.obs_id}.tif",
             layout.truth.astype(np.uint8),
@@ -103,19 +104,18 @@ def export(
     write_text(images_dir / "manifest.csv", buf.getvalue())
 
 
-def _write_image(path: Path, pixels: np.ndarray, names: list[str], grid: Grid, obs: Observation) -> None:
-    """Scaled int16 like an Earth Engine export: value = stored × scale."""
+def write_image(path: Path, pixels: np.ndarray, names: list[str], grid: Grid, tags: dict[str, str]) -> None:
+    """Scaled int16 like an Earth Engine export: value = stored × scale; NaN is written as NODATA.
+
+    `tags` (date, ids) go between `source: synthetic` and the recipe (RECIPE unless `tags` names
+    one) and the SYNTHETIC note.
+    """
     scales = [SCALES[CATALOGUE[n].unit] for n in names]
     stored = np.stack([np.round(p / s) for p, s in zip(pixels, scales)])
     stored = np.where(np.isfinite(stored), stored, NODATA).clip(-32767, 32767).astype(np.int16)
-    tags = {
-        "source": "synthetic",
-        "date": obs.date.isoformat(),
-        "site_id": obs.site_id,
-        "obs_id": obs.obs_id,
-        "recipe": RECIPE,
-        "note": "SYNTHETIC: rendered by sandmine's embedded world, not real imagery",
-    }
+    tags = {"source": "synthetic", **tags}
+    tags.setdefault("recipe", RECIPE)
+    tags["note"] = "SYNTHETIC: rendered by sandmine's embedded world, not real imagery"
     write_cog(path, stored, grid, names, tags, nodata=NODATA, scales=scales, resampling="average")
 
 
