@@ -29,6 +29,8 @@ predict: {window_px: 64, stride_px: 32, discard_px: 8, batch_size: 8, blend: gau
   precision: "32"}
 evaluate: {roles: [test]}
 infer: {min_area_ha: 0.2}
+survey: {rivers: data/surveys/river.geojson, river_field: river, region: "", chunk_km: 2.0, cache_dir: .survey_cache,
+  periods: [2025-10-01/2025-12-31, 2026-04-01/2026-06-30]}
 """
 
 
@@ -70,6 +72,10 @@ def project(tmp_path: Path, tiny_inputs) -> Path:
     obs = tiny_inputs[1].read_text() + "son_a_2024-11-18,son_a,2024-11-18,infer\n"  # a time series of 2 dates
     (proj / "data" / "observations.csv").write_text(obs)
     (proj / "params.yaml").write_text(TINY_PARAMS)
+    from sandmine.sources.synthetic.catalogue import river_geojson
+
+    (proj / "data" / "surveys").mkdir()
+    (proj / "data" / "surveys" / "river.geojson").write_text(json.dumps(river_geojson(6.0)))  # 6 km of the Son
     _run(["git", "init", "-q"], proj)
     _run(["dvc", "init", "-q"], proj)
     _run(["git", "add", "-A"], proj)
@@ -111,6 +117,16 @@ def test_dvc_repro_end_to_end_then_nothing_to_do(project: Path):
     assert [line.split(",")[1] for line in series[1:]] == ["2024-11-18", "2026-11-08"]
     n_tif, invalid = _invalid_cogs(project / "data")  # images, labels, AOI, truth, probabilities, masks, change
     assert n_tif > 0 and invalid == [], invalid
+    sur = json.loads((project / "metrics" / "survey.json").read_text())
+    assert sur["chunks"] > 1 and set(sur["mined_ha"]) == set(sur["truth_ha"]) == {
+        "2025-10-01_2025-12-31",
+        "2026-04-01_2026-06-30",
+    }
+    import pyogrio
+
+    layers = dict(pyogrio.list_layers(project / "data" / "survey" / "survey.gpkg"))
+    assert set(layers) == {"mines", "change", "chunks", "area"}
+    assert (project / "reports" / "survey.html").read_text().count("SYNTHETIC DATA") == 1
     assert (project / "dvc.lock").exists()
     first = (project / "metrics" / "evaluate.json").read_bytes()
     again = _run(["dvc", "repro"], project)
@@ -120,7 +136,7 @@ def test_dvc_repro_end_to_end_then_nothing_to_do(project: Path):
     # the whole pipeline run again from scratch reproduces every metric byte for byte
     # (timing.json measures the machine, not the model)
     before = {p.name: p.read_bytes() for p in (project / "metrics").glob("*.json") if p.name != "timing.json"}
-    assert {"evaluate.json", "train.json", "infer.json", "pretrain.json", "labels.json"} <= set(before)
+    assert {"evaluate.json", "train.json", "infer.json", "pretrain.json", "labels.json", "survey.json"} <= set(before)
     _run(["dvc", "repro", "--force"], project)
     after = {p.name: p.read_bytes() for p in (project / "metrics").glob("*.json") if p.name != "timing.json"}
     assert after == before

@@ -47,15 +47,19 @@ class Counts:
     """What a run did: chunks, and (chunk, period) pairs exported / predicted now or found cached."""
 
     chunks: int = 0
+    buffer_km2: float = 0.0
     exported: int = 0
     export_cached: int = 0
     predicted: int = 0
     predict_cached: int = 0
     periods: list[str] = dataclasses.field(default_factory=list)
     predicted_pairs: list[tuple[str, str]] = dataclasses.field(default_factory=list)
+    seconds: dict[str, float] = dataclasses.field(default_factory=dict)  # per phase: plan, export, predict, outputs
 
 
 def run(p: Params, model_path: Path, out_dir: Path, report_path: Path, metrics_path: Path) -> Counts:
+    import pandas as pd
+
     t0 = time.perf_counter()
     where = "params.yaml: survey"
     periods = sv.parse_periods(p.survey.periods, f"{where}.periods")
@@ -73,9 +77,12 @@ def run(p: Params, model_path: Path, out_dir: Path, report_path: Path, metrics_p
         len(periods),
     )
     cache = Path(p.survey.cache_dir).expanduser()
-    counts = Counts(chunks=len(chunks), periods=[q.label for q in periods])
+    counts = Counts(chunks=len(chunks), buffer_km2=buffer_km2, periods=[q.label for q in periods])
+    counts.seconds["plan"] = time.perf_counter() - t0
     images = _export(p, rivers, chunks, periods, cache, counts)
+    counts.seconds["export"] = time.perf_counter() - t0 - sum(counts.seconds.values())
     preds = _predict(p, model_path, images, cache, counts)
+    counts.seconds["predict"] = time.perf_counter() - t0 - sum(counts.seconds.values())
     thr = threshold(p, model_path)
     fresh_dir(out_dir)
     synthetic = p.source.kind == "synthetic"
@@ -137,7 +144,9 @@ def run(p: Params, model_path: Path, out_dir: Path, report_path: Path, metrics_p
     sv.write_gpkg(out_dir / "survey.gpkg", frames)
     _map(p, chunks, periods, images, preds, frames, synthetic, report_path)
     area = frames["area"]
+    assert isinstance(area, pd.DataFrame)
     seconds = time.perf_counter() - t0
+    counts.seconds["outputs"] = seconds - sum(counts.seconds.values())
     metrics = {
         "rivers": len(rivers),
         "chunks": len(chunks),
@@ -316,8 +325,12 @@ def _fan_out(fn: object, args: list[tuple], workers: int, scheduler: str | None,
         for a in tqdm(args, desc=desc, unit="chunk"):
             fn(*a)  # type: ignore[operator]
         return
+    import os
+
     from dask.distributed import Client, LocalCluster, as_completed
 
+    os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "warning")  # as scale.py: worker processes inherit it
+    logging.getLogger("distributed").setLevel(logging.WARNING)
     cluster = None
     if scheduler is None:
         cluster = LocalCluster(
@@ -408,7 +421,10 @@ def _frames(
     def rows(items: list[sv.Merged], change: bool) -> gpd.GeoDataFrame:
         recs, geoms = [], []
         for m in items:
-            rec: dict[str, object] = {"river": sv.nearest_river(m.geometry, m.chunks, by_id), "chunk": ",".join(m.chunks)}
+            rec: dict[str, object] = {
+                "river": sv.nearest_river(m.geometry, m.chunks, by_id),
+                "chunk": ",".join(m.chunks),
+            }
             if change:
                 rec |= {"from": m.key[0], "to": m.key[1], "change": m.key[2], "area_ha": round(m.area_ha, 3)}
             else:
