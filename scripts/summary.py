@@ -16,6 +16,7 @@ import textwrap
 from pathlib import Path
 
 EVALUATE = "metrics/evaluate.json"
+SURVEY = "metrics/survey.json"
 LABEL_W, COL_W, MAX_BASELINES = 34, 15, 3
 
 
@@ -87,7 +88,23 @@ def table(columns: dict[str, list[tuple[str, str]]]) -> str:
     return "\n".join(lines)
 
 
-def summary(metrics_path: Path, exps: list[dict] | str) -> str:
+def survey_lines(path: Path) -> list[str]:
+    """Mined hectares per period of the river survey (and the synthetic world's truth), if it ran."""
+    if not path.exists():
+        return []
+    m = json.loads(path.read_text())
+    mined, truth = m.get("mined_ha") or {}, m.get("truth_ha") or {}
+    head = (
+        f"River survey ({path}): {_num(m, 'buffer_km2'):,.0f} km² of buffer in {m.get('chunks')} chunks; mined ha"
+        + (" (exact truth of the synthetic world)" if truth else "")
+    )
+    parts = [
+        f"{k.replace('_', '/')}: {v:,.0f}" + (f" ({truth[k]:,.0f})" if k in truth else "") for k, v in mined.items()
+    ]
+    return [textwrap.fill(head + ": " + "; ".join(parts) + "; data/survey/survey.gpkg", 100, subsequent_indent="  ")]
+
+
+def summary(metrics_path: Path, exps: list[dict] | str, survey_path: Path | None = None) -> str:
     if not metrics_path.exists():
         return f"{metrics_path} not found: run `make repro` (or `dvc repro`) first"
     m = json.loads(metrics_path.read_text())
@@ -113,7 +130,8 @@ def summary(metrics_path: Path, exps: list[dict] | str) -> str:
         " exact truth), dvc plots show (PR and reliability curves, overlays), reports/map.html (the map)."
     )
     wrapped = [textwrap.fill(t, 100, subsequent_indent="  ") for t in [*notes, rest]]
-    return "\n".join([textwrap.fill(head, 100), "", table(columns), "", *wrapped])
+    survey = survey_lines(survey_path or metrics_path.with_name(Path(SURVEY).name))
+    return "\n".join([textwrap.fill(head, 100), "", table(columns), "", *survey, *wrapped])
 
 
 def main() -> None:

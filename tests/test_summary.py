@@ -51,6 +51,20 @@ def test_summary_is_short_and_shows_the_first_numbers(tmp_path):
     assert "0.710 @0.63" in out and "750 / 500" in out and "+50 %" in out and "0.60 / 0.95" in out
     assert "0.112" in out  # a random scorer's best F1: 2p / (1 + p)
     assert "2 experiment(s)" in out and "dvc metrics show" in out and "dvc plots show" in out
+    assert "River survey" not in out  # no survey.json beside evaluate.json
+
+
+def test_the_river_survey_gets_one_line(tmp_path):
+    (tmp_path / "evaluate.json").write_text(json.dumps(METRICS))
+    survey = {"buffer_km2": 245.8, "chunks": 47, "mined_ha": {"2025-10-01_2025-12-31": 1075.2},
+              "truth_ha": {"2025-10-01_2025-12-31": 841.6}}  # fmt: skip
+    (tmp_path / "survey.json").write_text(json.dumps(survey))
+    (tmp_path / "exp.json").write_text("[]")
+    res = _run(sys.executable, str(SCRIPT), "--metrics", str(tmp_path / "evaluate.json"), "--exp-json",
+               str(tmp_path / "exp.json"))  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    out = " ".join(res.stdout.split())  # lines wrap at 100 characters
+    assert "246 km² of buffer in 47 chunks" in out and "2025-10-01/2025-12-31: 1,075 (842)" in out
 
 
 def test_missing_keys_and_no_experiments_say_what_to_run(tmp_path):

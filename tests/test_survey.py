@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from pathlib import Path
 
@@ -32,7 +33,12 @@ def _rivers_file(path: Path, lines: dict[str, LineString], crs: str = "EPSG:4326
 def test_periods_in_order_with_labels():
     ps = sv.parse_periods(["2026-04-01/2026-06-30", "2025-10-01/2025-12-31"], "here")
     assert [p.label for p in ps] == ["2025-10-01_2025-12-31", "2026-04-01_2026-06-30"]
-    assert ps[0].days == 92 and ps[0].middle.isoformat() == "2025-11-15"
+    assert ps[0].days == 92 and ps[0].middle.isoformat() == "2025-11-16"
+    for q in ps:  # an Earth Engine composite of q.days centred on q.middle covers exactly the period
+        d = dt.timedelta
+        assert q.middle - d(days=q.days // 2) == q.start and q.middle + d(days=q.days - q.days // 2) == q.end + d(
+            days=1
+        )
 
 
 @pytest.mark.parametrize(
@@ -233,3 +239,66 @@ def test_a_period_without_imagery_is_named(tmp_path):
     p.survey.periods = ["2025-10-01/2025-12-31", "2026-04-01/2026-06-30"]
     with pytest.raises(SandmineError, match="period 2026-04-01/2026-06-30 has no imagery"):
         survey.run(p, tmp_path / "model.pt", tmp_path / "out", tmp_path / "s.html", tmp_path / "s.json")
+
+
+def test_earth_engine_exports_one_composite_per_chunk_and_period(tmp_path, monkeypatch):
+    """The survey asks the Earth Engine source for each (chunk, period): a composite over the period's
+    days centred on its middle, on the chunk's grid, through the source's cache."""
+    from sandmine.sources import gee
+    from sandmine.steps import survey
+
+    p = _setup(tmp_path, [])
+    p.source.kind, p.gee.project, p.gee.cache_dir = "gee", "my-project", str(tmp_path / "gee")
+    p.survey.periods = ["2025-10-01/2025-12-31", "2026-04-01/2026-06-30"]
+    calls = []
+
+    def fake_export(jobs, s, mode, cache_dir):
+        calls.append((s.window_days, mode, cache_dir, jobs))
+        out = {}
+        for obs_id, _bounds, date, grid in jobs:
+            out[obs_id] = cache_dir / f"{obs_id}.tif"
+            data = np.full((len(BANDS), grid.height, grid.width), 0.1, np.float32)
+            write_cog(out[obs_id], data, grid, BANDS, {"source": "gee", "date": date})
+        return out
+
+    monkeypatch.setattr(gee, "initialize", lambda project: None)
+    monkeypatch.setattr(gee, "export", fake_export)
+    counts = survey.run(p, tmp_path / "model.pt", tmp_path / "out", tmp_path / "s.html", tmp_path / "s.json")
+    assert [(c[0], c[1]) for c in calls] == [(92, "batch"), (91, "batch")]
+    ids = [j[0] for j in calls[0][3]]
+    assert len(ids) == counts.chunks and all(i.endswith("_2025-10-01_2025-12-31") for i in ids)
+    assert {j[2] for j in calls[0][3]} == {"2025-11-16"} and {j[2] for j in calls[1][3]} == {"2026-05-16"}
+    assert all(j[3].crs.to_epsg() == 32644 and j[3].height == 100 for j in calls[0][3])
+
+
+def test_cli_survey_names_a_bad_period(capsys):
+    from sandmine.__main__ import main
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["survey", "--period", "2025-10-01/2025-13-31"])
+    assert exit_.value.code == 1
+    assert "period 1 '2025-10-01/2025-13-31'" in capsys.readouterr().err
+
+
+def test_a_mine_on_a_zone_boundary_is_one_polygon():
+    """The halves of a mine across 84°E come from the grids of zones 44N and 45N and are joined."""
+    from rasterio import features as rfeatures
+
+    line = LineString([(83.95, 24.40), (84.05, 24.40)])
+    chunks = sv.plan_chunks([sv.River("Son", line)], 1000.0, 5.0)
+    by_id = {c.chunk_id: c for c in chunks}
+    mine = box(83.997, 24.398, 84.003, 24.402)  # about 610 x 440 m, centred on the meridian
+    pieces = []
+    for c in chunks:
+        local = to_crs(mine, "EPSG:4326", c.crs)
+        if not local.intersects(c.square):
+            continue
+        g = c.grid
+        mask = rfeatures.rasterize([(local, 1)], out_shape=(g.height, g.width), transform=g.transform) > 0
+        pieces += sv.pieces(mask & c.aoi_mask(), mask * 0.9, c, ("2025-10-01_2025-12-31",))
+    assert {p.zone.name for p in pieces} == {"44N", "45N"}
+    merged = sv.merge_seams(pieces, by_id)
+    assert len(merged) == 1 and merged[0].geometry.geom_type == "Polygon"
+    whole = to_crs(mine, "EPSG:4326", "EPSG:32644").area / 10_000
+    assert merged[0].area_ha == pytest.approx(whole, rel=0.03)
+    assert {cid[:3] for cid in merged[0].chunks} == {"44N", "45N"} and merged[0].mean_prob == pytest.approx(0.9)

@@ -63,7 +63,9 @@ class Period:
 
     @property
     def middle(self) -> dt.date:
-        return self.start + dt.timedelta(days=(self.days - 1) // 2)
+        """The day an Earth Engine composite of `days` is centred on to cover exactly this period
+        (`gee.composite` spans date − days // 2 to date + days − days // 2)."""
+        return self.start + dt.timedelta(days=self.days // 2)
 
 
 def parse_periods(texts: list[str], where: str) -> list[Period]:
@@ -408,7 +410,68 @@ def merge_seams(items: Iterable[Piece], chunks: dict[str, Chunk]) -> list[Merged
                     sum(p.prob_sum for p in ps),
                 )
             )
-    return sorted(out, key=lambda m: (m.key, m.zone.epsg, m.chunks, m.geometry.bounds))
+    return sorted(_across_zones(out, chunks), key=lambda m: (m.key, m.zone.epsg, m.chunks, m.geometry.bounds))
+
+
+def _across_zones(items: list[Merged], chunks: dict[str, Chunk]) -> list[Merged]:
+    """Join polygons of the same key on either side of a zone boundary (a meridian, or the equator).
+
+    Each zone's chunks are cut at its band, so the two halves of a mine on a zone boundary come from
+    different pixel grids and meet with up to a pixel between them: they are joined when less than two
+    pixels apart, in the CRS of the zone with the lower EPSG code, closing the gap between them.
+    """
+    bands: dict[Zone, BaseGeometry] = {}
+    edge_chunks: dict[str, bool] = {}
+    near: dict[tuple, list[int]] = defaultdict(list)
+    for i, m in enumerate(items):
+        if m.zone not in bands:
+            bands[m.zone] = to_crs(shapely.segmentize(m.zone.band, 0.01), "EPSG:4326", CRS.from_epsg(m.zone.epsg))
+        band = bands[m.zone]
+        for cid in m.chunks:  # only chunks that reach their band's edge can hold such a polygon
+            if cid not in edge_chunks:
+                edge_chunks[cid] = not band.contains(chunks[cid].square)
+        if any(edge_chunks[c] for c in m.chunks) and m.geometry.distance(band.boundary) <= 2 * RES_M:
+            near[m.key].append(i)
+    drop: set[int] = set()
+    joined: list[Merged] = []
+    for key, idx in near.items():
+        zones = {items[i].zone for i in idx}
+        if len(zones) < 2:
+            continue
+        base = min(zones, key=lambda z: z.epsg)
+        geoms = [to_crs(items[i].geometry, f"EPSG:{items[i].zone.epsg}", f"EPSG:{base.epsg}") for i in idx]
+        grown = [g.buffer(RES_M, join_style="mitre") for g in geoms]
+        tree = STRtree(grown)
+        pairs = [(int(a), int(b)) for a, b in zip(*tree.query(grown, predicate="intersects"))]
+        pairs = [(a, b) for a, b in pairs if items[idx[a]].zone != items[idx[b]].zone]
+        groups: dict[int, list[int]] = defaultdict(list)
+        for k, label in enumerate(_components(len(idx), pairs)):
+            groups[label].append(k)
+        for members in groups.values():
+            if len(members) < 2:
+                continue
+            d = RES_M  # closes the gap (under two pixels) between the two grids, keeps the outline
+            geom = (
+                shapely.union_all([geoms[k] for k in members])
+                .buffer(d, join_style="mitre")
+                .buffer(-d, join_style="mitre")
+            )
+            ms = [items[idx[k]] for k in members]
+            drop |= {idx[k] for k in members}
+            chunk_ids = tuple(sorted({c for m in ms for c in m.chunks}))
+            joined.append(Merged(geom, base, key, chunk_ids, sum(m.pixels for m in ms), sum(m.prob_sum for m in ms)))
+    return [m for i, m in enumerate(items) if i not in drop] + joined
+
+
+def _components(n: int, pairs: list[tuple[int, int]]) -> np.ndarray:
+    """Connected-component label of each of `n` items linked by `pairs`."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    a = np.array([p[0] for p in pairs], int)
+    b = np.array([p[1] for p in pairs], int)
+    graph = coo_matrix((np.ones(len(pairs)), (a, b)), shape=(n, n))
+    return connected_components(graph, directed=False)[1]
 
 
 def _touches_edge(geom: BaseGeometry, chunk: Chunk) -> bool:
