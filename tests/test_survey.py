@@ -77,6 +77,16 @@ def test_missing_name_field_and_empty_region_are_clear(tmp_path):
         sv.read_rivers(path, "name", region)
 
 
+def test_a_region_clips_the_rivers(tmp_path):
+    lines = {"Son": LineString([(82.5, 24.4), (82.9, 24.45)]), "Ken": LineString([(80.0, 25.0), (80.1, 25.2)])}
+    path = _rivers_file(tmp_path / "rivers.geojson", lines)
+    region = tmp_path / "region.gpkg"
+    gpd.GeoDataFrame(geometry=[box(82.6, 24.0, 82.7, 25.0)], crs="EPSG:4326").to_crs("EPSG:3857").to_file(region)
+    (son,) = sv.read_rivers(path, "name", region)
+    west, _, east, _ = son.geometry.bounds
+    assert son.name == "Son" and west == pytest.approx(82.6) and east == pytest.approx(82.7)
+
+
 # ------------------------------------------------------------------------------------------------- chunks
 
 
