@@ -19,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _scene import big_scene  # noqa: E402
 
 from sandmine import scale  # noqa: E402
-from sandmine.config import load_params  # noqa: E402
+from sandmine.core.config import load_params  # noqa: E402
 from sandmine.steps.predicting import stitch  # noqa: E402
 
 

@@ -18,10 +18,10 @@ from pathlib import Path
 import numpy as np
 from sklearn.ensemble import RandomForestClassifier
 
-from sandmine.bands import S1, S2_L2A, to_model_units
-from sandmine.labels import IGNORE
-from sandmine.metrics import Histogram, quantise
-from sandmine.raster import read_image, read_mask
+from sandmine.core.bands import S1, S2_L2A, to_model_units
+from sandmine.core.metrics import Histogram, quantise
+from sandmine.core.raster import read_image, read_mask
+from sandmine.core.schema import IGNORE
 
 BANDS = [*S2_L2A, *S1]
 

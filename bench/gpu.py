@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from sandmine import models, training
-from sandmine.config import Params
+from sandmine.core.config import Params
 from sandmine.device import autocast, place, resolve_device, to_device
 from sandmine.prediction import Stitch, predict
 

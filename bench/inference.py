@@ -30,11 +30,11 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _scene import big_scene  # noqa: E402
 
 from sandmine import models  # noqa: E402
-from sandmine.config import load_params  # noqa: E402
-from sandmine.metrics import quantise  # noqa: E402
+from sandmine.core.config import load_params  # noqa: E402
+from sandmine.core.metrics import quantise  # noqa: E402
+from sandmine.core.raster import read_image  # noqa: E402
+from sandmine.core.windows import keep_region, starts  # noqa: E402
 from sandmine.prediction import Stitch, normalise, predict_file  # noqa: E402
-from sandmine.raster import read_image  # noqa: E402
-from sandmine.windows import keep_region, starts  # noqa: E402
 
 
 def limit(model, x: np.ndarray, tile: int) -> float:

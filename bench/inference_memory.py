@@ -34,7 +34,7 @@ def child(model_path: str, src: str, dst: str, window: int, stride: int) -> None
     import torch
 
     from sandmine import models
-    from sandmine.config import load_params
+    from sandmine.core.config import load_params
     from sandmine.prediction import Stitch, predict_file
 
     q = load_params("params.yaml").predict
@@ -55,8 +55,8 @@ def _limit(model_path: str, src_image: Path) -> float:
     from inference import limit
 
     from sandmine import models
+    from sandmine.core.raster import read_image
     from sandmine.prediction import normalise
-    from sandmine.raster import read_image
 
     torch.set_num_threads(2)
     model, ckpt = models.load_checkpoint(model_path)
@@ -79,7 +79,7 @@ def main() -> None:
         return
     from _scene import big_scene
 
-    from sandmine.config import load_params
+    from sandmine.core.config import load_params
 
     q = load_params("params.yaml").predict
     src_image = sorted(Path("data/images").glob("*.tif"))[0]

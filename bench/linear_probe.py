@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from sandmine import models, training
-from sandmine.config import load_params
+from sandmine.core.config import load_params
 from sandmine.steps.common import read_split
 from sandmine.steps.train import open_scenes
 

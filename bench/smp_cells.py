@@ -28,7 +28,7 @@ def worker(cells: list[str], batches: int, params: str) -> None:
     import torch
 
     from sandmine import models
-    from sandmine.config import load_params
+    from sandmine.core.config import load_params
 
     p = load_params(params)
     torch.set_num_threads(p.train.threads)

@@ -27,7 +27,7 @@ import torch
 from scipy import ndimage
 
 from sandmine import classical, prediction
-from sandmine.config import load_params
+from sandmine.core.config import load_params
 from sandmine.models import baselines
 from sandmine.sources.synthetic.catalogue import LABELLED_DATES, catalogue, observations_csv, sites_geojson
 from sandmine.steps import annotate_pull, aoi, export, split

@@ -46,7 +46,7 @@ def _plain(v: object) -> object:
 def world(size: str, params: Path) -> tuple[Path, float]:
     """The folder of a built world (sites, observations, images, labels, aoi, split) and the seconds
     its build took; built now if missing (keyed by the params of the stages that build it)."""
-    from sandmine.config import load_params
+    from sandmine.core.config import load_params
 
     p = load_params(params)
     upstream = {k: _plain(getattr(p, k)) for k in ("source", "bands", "world", "labels", "aoi", "split")}
@@ -88,8 +88,8 @@ def child(root: Path, params: Path, epochs: int, windows: int, workers: int, cal
     """Run the train stage on the world in `root`; print one JSON line of figures."""
     import logging
 
-    from sandmine.config import load_params
-    from sandmine.raster import read_grid
+    from sandmine.core.config import load_params
+    from sandmine.core.raster import read_grid
     from sandmine.steps import train
     from sandmine.steps.common import read_split
 

@@ -18,10 +18,10 @@ from pathlib import Path
 
 import numpy as np
 
-from sandmine.config import load_params
-from sandmine.labels import IGNORE, MINE
-from sandmine.raster import read_mask
-from sandmine.sites import read_observations, read_sites
+from sandmine.core.config import load_params
+from sandmine.core.raster import read_mask
+from sandmine.core.schema import IGNORE, MINE
+from sandmine.core.sites import read_observations, read_sites
 from sandmine.sources.synthetic.catalogue import catalogue, sites_geojson
 from sandmine.sources.synthetic.world import export
 
@@ -51,7 +51,7 @@ def render(sites_path: Path, obs_path: Path, params_path: Path) -> None:
 def largest_paper(params_path: Path) -> None:
     import json
 
-    from sandmine.sites import Observation
+    from sandmine.core.sites import Observation
 
     p = load_params(params_path)
     site = max(catalogue("paper"), key=lambda s: s[5] * s[6])

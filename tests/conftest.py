@@ -11,7 +11,7 @@ from hypothesis import settings
 from rasterio.crs import CRS
 from rasterio.transform import from_origin
 
-from sandmine.raster import Grid
+from sandmine.core.raster import Grid
 from sandmine.sources.synthetic.catalogue import observations_csv, sites_geojson
 
 # property tests draw the same examples on every run: a red CI run can be reproduced

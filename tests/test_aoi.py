@@ -4,22 +4,22 @@ import numpy as np
 import pytest
 from shapely.geometry import LineString
 
-from sandmine.aoi import from_vector, from_water_index, rasterize
-from sandmine.config import AoiParams
-from sandmine.raster import Image, to_crs
+from sandmine.aoi import from_vector, from_water_index
+from sandmine.core.config import AoiParams
+from sandmine.core.raster import Image, rasterize, to_crs
 
 
 def test_vector_buffer_distance(grid):
     left, bottom, right, top = grid.bounds
     river = LineString([(left, top - 300), (right, top - 300)])  # along row 30
     lonlat = to_crs(river, grid.crs, "EPSG:4326")
-    mask = rasterize(from_vector([lonlat], grid, AoiParams(buffer_m=100, simplify_m=0)), grid)
+    mask = rasterize([from_vector([lonlat], grid, AoiParams(buffer_m=100, simplify_m=0))], grid)
     rows = np.flatnonzero(mask[:, 40])
     assert rows.min() == 20 and rows.max() == 39  # centres within 100 m of y = row 30
 
 
 def test_no_river_gives_empty_aoi(grid):
-    assert not rasterize(from_vector([], grid, AoiParams()), grid).any()
+    assert not rasterize([from_vector([], grid, AoiParams())], grid).any()
 
 
 def test_water_index_buffer(grid):

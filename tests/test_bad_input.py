@@ -16,9 +16,9 @@ from affine import Affine
 from rasterio.crs import CRS
 from shapely.geometry import Polygon
 
-from sandmine.config import LabelsParams
-from sandmine.errors import SandmineError
-from sandmine.raster import Grid, read_image, write_cog
+from sandmine.core.config import LabelsParams
+from sandmine.core.errors import SandmineError
+from sandmine.core.raster import Grid, read_image, write_cog
 
 BANDS = ["B2", "B3", "B4", "B8", "B11", "B12", "VV", "VH"]
 GRID = Grid(CRS.from_epsg(32644), Affine(10, 0, 500000, 0, -10, 2750000), 96, 96)
@@ -104,13 +104,12 @@ def image_without_crs(tmp: Path) -> str:
 
 
 def labels_outside_image(tmp: Path) -> str:
-    from sandmine.labels import rasterize
-    from sandmine.sources.labelbox import Annotation, LabelRow
+    from sandmine.core.schema import Annotation, LabelRow, rasterize_row
 
     far = Polygon([(84.0, 25.0), (84.01, 25.0), (84.01, 25.01), (84.0, 25.01)])  # lon/lat, km away
     near = Polygon([(0, 0), (5, 0), (5, 5), (0, 5)])  # pixels: one polygon still on the image
     row = LabelRow("o", "done", [Annotation("mine", far, "high", False), Annotation("mine", near, "high", True)])
-    mask, feats = rasterize(row, GRID, np.ones((96, 96), bool), LabelsParams(mine_classes=["mine"]))
+    mask, feats = rasterize_row(row, GRID, np.ones((96, 96), bool), LabelsParams(mine_classes=["mine"]))
     assert (mask == 1).sum() == 25 and len(feats) == 1
     return "; ".join(row.problems)
 
@@ -162,7 +161,7 @@ def nans_in_imagery(tmp: Path) -> str:
 
 
 def params_typo(tmp: Path) -> str:
-    from sandmine.config import load_params
+    from sandmine.core.config import load_params
 
     (tmp / "params.yaml").write_text("aoi:\n  bufer_m: 500\n")
     with pytest.raises(SandmineError) as err:
@@ -199,7 +198,7 @@ def checkpoint_for_other_bands(tmp: Path) -> str:
 
 
 def obs_id_escaping_its_folder(tmp: Path) -> str:
-    from sandmine.sites import read_observations, read_sites
+    from sandmine.core.sites import read_observations, read_sites
 
     site = {"type": "Feature", "properties": {"site_id": "son_a", "river": "Son", "basin": "Ganga"},
             "geometry": {"type": "Polygon", "coordinates": [[[84.0, 25.0], [84.02, 25.0], [84.02, 25.02],
@@ -218,13 +217,13 @@ SITE_LON_LAT = (84.18, 24.90)  # the Son, in UTM 44N
 
 
 def _raster_log(run: Callable[[], object]) -> str:
-    """What `sandmine.raster` logged while `run()` ran (the units it decided on)."""
+    """What `sandmine.core.raster` logged while `run()` ran (the units it decided on)."""
     import logging
 
     lines: list[str] = []
     handler = logging.Handler(logging.INFO)
     handler.emit = lambda record: lines.append(record.getMessage())  # type: ignore[method-assign]
-    logger = logging.getLogger("sandmine.raster")
+    logger = logging.getLogger("sandmine.core.raster")
     level = logger.level
     logger.setLevel(logging.INFO)
     logger.addHandler(handler)
@@ -238,8 +237,8 @@ def _raster_log(run: Callable[[], object]) -> str:
 
 def _local_export(tmp: Path, image: np.ndarray, swap_lon_lat: bool = False) -> str:
     """Run the export stage (`source.kind: local`) on one site whose image is `image` (S2 bands, site grid)."""
-    from sandmine.config import load_params
-    from sandmine.raster import grid_for_bounds
+    from sandmine.core.config import load_params
+    from sandmine.core.raster import grid_for_bounds
     from sandmine.steps import export
 
     lon, lat = SITE_LON_LAT
@@ -258,7 +257,7 @@ def _local_export(tmp: Path, image: np.ndarray, swap_lon_lat: bool = False) -> s
 
 def digital_numbers_local_export(tmp: Path) -> str:
     """uint16 digital numbers (as Earth Engine's S2_SR_HARMONIZED delivers them) are stored as reflectance."""
-    from sandmine.raster import grid_for_bounds
+    from sandmine.core.raster import grid_for_bounds
 
     lon, lat = SITE_LON_LAT
     g = grid_for_bounds((lon, lat, lon + 0.01, lat + 0.01))
@@ -296,7 +295,7 @@ def eight_bit_image(tmp: Path) -> str:
 
 
 def site_lon_lat_swapped(tmp: Path) -> str:
-    from sandmine.raster import grid_for_bounds
+    from sandmine.core.raster import grid_for_bounds
 
     lon, lat = SITE_LON_LAT
     g = grid_for_bounds((lon, lat, lon + 0.01, lat + 0.01))
@@ -318,17 +317,17 @@ def _on_grid(crs: str) -> dict:
     """A 200 m x 200 m square on GRID (pixel rows and columns 10-29), as a GeoJSON geometry in `crs`."""
     from shapely.geometry import box, mapping
 
-    from sandmine.raster import to_crs
+    from sandmine.core.raster import to_crs
 
     return mapping(to_crs(box(500_100, 2_749_700, 500_300, 2_749_900), GRID.crs, crs))
 
 
 def _label_mask(tmp: Path, params: LabelsParams | None = None) -> tuple[np.ndarray, list[str]]:
-    from sandmine.labels import rasterize
+    from sandmine.core.schema import rasterize_row
     from sandmine.sources.local import geojson_labels
 
     row = geojson_labels(tmp / "o.geojson", "o")
-    mask, _ = rasterize(row, GRID, np.ones((96, 96), bool), params or LabelsParams())
+    mask, _ = rasterize_row(row, GRID, np.ones((96, 96), bool), params or LabelsParams())
     return mask, row.problems
 
 
@@ -415,7 +414,7 @@ def geojson_line_label(tmp: Path) -> str:
 
 
 def _one_site(tmp: Path) -> dict:
-    from sandmine.sites import read_sites
+    from sandmine.core.sites import read_sites
 
     site = {"type": "Feature", "properties": {"site_id": "son_a", "river": "Son", "basin": "Ganga"},
             "geometry": {"type": "Polygon", "coordinates": [[[84.0, 25.0], [84.02, 25.0], [84.02, 25.02],
@@ -426,7 +425,7 @@ def _one_site(tmp: Path) -> dict:
 
 def observations_csv_with_bom(tmp: Path) -> str:
     """Excel's "CSV UTF-8" starts the file with a byte-order mark."""
-    from sandmine.sites import read_observations
+    from sandmine.core.sites import read_observations
 
     text = "obs_id,site_id,date,role\r\nson_a_2026-01-01,son_a,2026-01-01,infer\r\n"
     (tmp / "observations.csv").write_text(text, encoding="utf-8-sig", newline="")
@@ -436,7 +435,7 @@ def observations_csv_with_bom(tmp: Path) -> str:
 
 def observations_csv_semicolons(tmp: Path) -> str:
     """Excel in many locales saves "CSV" with ';' between columns."""
-    from sandmine.sites import read_observations
+    from sandmine.core.sites import read_observations
 
     text = "obs_id;site_id;date;role\r\nson_a_2026-01-01;son_a;2026-01-01;infer\r\n"
     (tmp / "observations.csv").write_text(text, encoding="utf-8-sig", newline="")
@@ -510,7 +509,7 @@ def _params_case(snippet: str) -> Callable[[Path], str]:
     """A case that loads a params.yaml holding `snippet`."""
 
     def case(tmp: Path) -> str:
-        from sandmine.config import load_params
+        from sandmine.core.config import load_params
 
         (tmp / "params.yaml").write_text(snippet)
         with pytest.raises(SandmineError) as err:
@@ -586,7 +585,7 @@ def class_raster_zoomed_out(tmp: Path) -> str:
 def operating_threshold_from_validation(tmp: Path) -> str:
     """Probabilities of a weighted-loss model are not frequencies: the cut comes from val, not 0.5."""
     from sandmine.calibration import operating_threshold
-    from sandmine.metrics import Histogram, quantise
+    from sandmine.core.metrics import Histogram, quantise
 
     rng = np.random.default_rng(0)
     truth = rng.uniform(size=100_000) < 0.06

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from sandmine.calibration import expected_calibration_error, operating_threshold, reliability
-from sandmine.metrics import Histogram, quantise
+from sandmine.core.metrics import Histogram, quantise
 
 
 def _hist(scores: list[float], truth: list[bool]) -> Histogram:

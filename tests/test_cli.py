@@ -12,7 +12,7 @@ from torch import nn
 
 from sandmine import models
 from sandmine.__main__ import main
-from sandmine.raster import Grid, write_cog
+from sandmine.core.raster import Grid, write_cog
 
 BANDS = ["B2", "B3", "B4"]
 
@@ -102,7 +102,7 @@ def test_missing_band_is_a_clear_error(inputs, tmp_path, capsys):
 
 def test_predict_defaults_come_from_params_schema():
     from sandmine.__main__ import parser
-    from sandmine.config import InferParams, PredictParams
+    from sandmine.core.config import InferParams, PredictParams
 
     a = parser().parse_args(["predict", "x.tif", "--model", "m.pt", "--out", "p.tif"])
     p, i = PredictParams(), InferParams()

@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from sandmine.config import load_params
-from sandmine.errors import SandmineError
+from sandmine.core.config import load_params
+from sandmine.core.errors import SandmineError
 
 
 def test_load_params_repository_file_matches_schema():
@@ -115,7 +115,7 @@ def test_schema_every_numeric_and_choice_field_declares_its_valid_values():
     from dataclasses import fields, is_dataclass
     from typing import get_type_hints
 
-    from sandmine import config
+    from sandmine.core import config
 
     free_text = {  # names, paths and addresses: any string
         "source.images_dir", "source.rivers_file", "gee.project", "gee.bucket", "gee.prefix", "gee.cache_dir",
@@ -137,7 +137,7 @@ def test_schema_every_numeric_and_choice_field_declares_its_valid_values():
 
 
 def test_schema_defaults_are_valid():
-    from sandmine.config import Params, check_fields
+    from sandmine.core.config import Params, check_fields
 
     check_fields(Params(), "defaults")
 
@@ -159,7 +159,7 @@ def test_load_params_nested_typo_lists_keys_of_its_own_section(tmp_path, snippet
 
 
 def test_check_grid_names_what_to_change():
-    from sandmine.config import check_grid
+    from sandmine.core.config import check_grid
 
     check_grid(512, 480, 16, "x")
     with pytest.raises(SandmineError, match=r"window - 2 \* discard = 96 < stride = 128") as err:

@@ -15,14 +15,14 @@ from rasterio.transform import from_origin
 from shapely.geometry import box, mapping
 
 from sandmine import dataset, training
-from sandmine.bands import channels, read_names
+from sandmine.core.bands import channels, read_names
+from sandmine.core.metrics import Histogram
+from sandmine.core.raster import Grid, read_image, read_mask, to_crs, write_cog
+from sandmine.core.windows import crop
 from sandmine.dataset import BLOCK_PX, TRAIN, VAL, CogScene, Scene, TileCache, WindowLoader, Windows
 from sandmine.labels import confidence_weights
-from sandmine.metrics import Histogram
-from sandmine.raster import Grid, read_image, read_mask, to_crs, write_cog
 from sandmine.sources.stored import NODATA, store
 from sandmine.steps.scoring import add_scored, read_scored
-from sandmine.windows import crop
 
 BANDS = ["B2", "B3", "B4", "B8", "B11", "VV"]
 INDICES = ["NDWI"]
@@ -223,7 +223,7 @@ def test_streamed_scores_equal_whole_arrays(scenes):
 
 def test_fit_on_cog_scenes_is_the_same_for_any_number_of_workers(scenes):
     from sandmine import models
-    from sandmine.config import TrainParams
+    from sandmine.core.config import TrainParams
 
     folder, ids = scenes
     torch.set_num_threads(1)

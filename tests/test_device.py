@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from sandmine import device as dev
-from sandmine.errors import SandmineError
+from sandmine.core.errors import SandmineError
 
 
 @pytest.fixture

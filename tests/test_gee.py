@@ -13,8 +13,8 @@ import pytest
 import rasterio
 from rasterio.transform import from_origin
 
-from sandmine.errors import SandmineError
-from sandmine.raster import Grid, grid_for_bounds, read_image, utm_crs
+from sandmine.core.errors import SandmineError
+from sandmine.core.raster import Grid, grid_for_bounds, read_image, utm_crs
 from sandmine.sources import gee
 
 # (site, lon/lat box): the Son at Dehri; the Krishna at Vijayawada; one 0.01° east of 84° E,
@@ -214,7 +214,7 @@ def _fake_pixels(calls):
 def _params(tmp_path, mode="direct"):
     from pathlib import Path
 
-    from sandmine.config import load_params
+    from sandmine.core.config import load_params
 
     p = load_params(Path(__file__).parents[1] / "params.yaml")
     p.source.kind = "gee"
@@ -224,7 +224,7 @@ def _params(tmp_path, mode="direct"):
 
 
 def test_export_stage_direct_caches_per_observation(ee, tmp_path, tiny_inputs, monkeypatch):
-    from sandmine.sites import read_manifest
+    from sandmine.core.sites import read_manifest
     from sandmine.steps import export
 
     calls = []

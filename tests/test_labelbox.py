@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from sandmine.errors import SandmineError
+from sandmine.core.errors import SandmineError
 from sandmine.sources.labelbox import parse_row
 
 GEO_ROW = {
@@ -222,7 +222,7 @@ def test_push_creates_rows_keyed_by_obs_id_and_a_batch(fake_client):
 
 
 def test_push_reports_rejected_rows(fake_client):
-    from sandmine.errors import SandmineError
+    from sandmine.core.errors import SandmineError
     from sandmine.sources.labelbox import push, row_data
 
     fake_client.upload_errors = [{"global_key": "x", "message": "Duplicate global key"}]
@@ -240,7 +240,7 @@ def test_fetch_export_through_the_sdk_parses_both_shapes(fake_client):
 
 
 def test_missing_api_key_is_a_clear_error(monkeypatch):
-    from sandmine.errors import SandmineError
+    from sandmine.core.errors import SandmineError
     from sandmine.sources.labelbox import fetch_export
 
     monkeypatch.delenv("LABELBOX_API_KEY", raising=False)
@@ -254,7 +254,7 @@ def test_labelbox_push_command_sends_the_manifest(fake_client, tmp_path, capsys)
     from rasterio.crs import CRS
 
     from sandmine.__main__ import main
-    from sandmine.raster import Grid, write_cog
+    from sandmine.core.raster import Grid, write_cog
 
     grid = Grid(CRS.from_epsg(32644), Affine(10, 0, 500000, 0, -10, 2750000), 100, 200)
     write_cog(tmp_path / "son_a_2025-11-15.tif", np.zeros((1, 100, 200), np.float32), grid, ["B2"])

@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 from shapely.geometry import Polygon, box
 
-from sandmine.config import LabelsParams
-from sandmine.errors import SandmineError
-from sandmine.labels import IGNORE, MINE, confidence_weights, rasterize
-from sandmine.raster import to_crs
-from sandmine.sources.labelbox import Annotation, LabelRow
+from sandmine.core.config import LabelsParams
+from sandmine.core.errors import SandmineError
+from sandmine.core.raster import to_crs
+from sandmine.core.schema import IGNORE, MINE, Annotation, LabelRow, rasterize_row
+from sandmine.labels import confidence_weights
 
 
 def _lonlat(grid, poly):
@@ -22,7 +22,7 @@ def test_geojson_polygon_lands_on_its_pixels(grid):
     # pixels rows 10-19, cols 20-29 in map coordinates
     square = box(left + 200, top - 200, left + 300, top - 100)
     row = LabelRow("o", "done", [Annotation("mine", _lonlat(grid, square), "high", False)], "yes")
-    mask, feats = rasterize(row, grid, np.ones((64, 80), bool), LabelsParams())
+    mask, feats = rasterize_row(row, grid, np.ones((64, 80), bool), LabelsParams())
     assert (mask[10:20, 20:30] == MINE).all()
     assert mask.sum() == MINE * 100
     assert feats[0]["properties"] == {"class": "mine", "confidence": "high"}
@@ -36,7 +36,7 @@ def test_pixel_polygon_ignore_class_and_nodata(grid):
     ]
     valid = np.ones((64, 80), bool)
     valid[:, -1] = False
-    mask, _ = rasterize(LabelRow("o", "done", anns, "yes"), grid, valid, LabelsParams())
+    mask, _ = rasterize_row(LabelRow("o", "done", anns, "yes"), grid, valid, LabelsParams())
     assert (mask[0:5, 0:5] == MINE).all()
     assert (mask[40:50, 40:50] == IGNORE).all()
     assert (mask[:, -1] == IGNORE).all()
@@ -48,7 +48,7 @@ def test_outside_polygon_and_disagreeing_answer_reported(grid):
     row = LabelRow(
         "o", "done", [Annotation("ignore", near, "high", True), Annotation("mine", far, "high", True)], "yes"
     )
-    mask, feats = rasterize(row, grid, np.ones((64, 80), bool), LabelsParams())
+    mask, feats = rasterize_row(row, grid, np.ones((64, 80), bool), LabelsParams())
     assert (mask == MINE).sum() == 0 and [f["properties"]["class"] for f in feats] == ["ignore"]
     assert "object 1 (mine) lies outside the image; skipped" in row.problems
     assert any("mine activity" in p for p in row.problems)
@@ -60,7 +60,7 @@ def test_all_polygons_outside_the_image_is_an_error(grid):
     square = to_crs(box(left + 100, top - 300, left + 300, top - 100), grid.crs, "EPSG:3857")  # metres, no crs
     row = LabelRow("son_a_2025-11-15", "done", [Annotation("mine", square, "high", False)])
     with pytest.raises(SandmineError) as err:
-        rasterize(row, grid, np.ones((64, 80), bool), LabelsParams(source="geojson", folder="mine_labels"))
+        rasterize_row(row, grid, np.ones((64, 80), bool), LabelsParams(source="geojson", folder="mine_labels"))
     msg = str(err.value)
     assert "son_a_2025-11-15" in msg and "all 1 label polygon(s) lie outside the image" in msg
     assert "mine_labels/son_a_2025-11-15.geojson" in msg and "crs" in msg and "lon" in msg
@@ -69,20 +69,20 @@ def test_all_polygons_outside_the_image_is_an_error(grid):
 def test_all_pixel_polygons_outside_the_image_is_an_error(grid):
     far = Polygon([(1000, 1000), (1010, 1000), (1010, 1010)])
     with pytest.raises(SandmineError, match="outside the image") as err:
-        rasterize(LabelRow("o", "done", [Annotation("mine", far, "high", True)]), grid, np.ones((64, 80), bool),
+        rasterize_row(LabelRow("o", "done", [Annotation("mine", far, "high", True)]), grid, np.ones((64, 80), bool),
                   LabelsParams(source="labelbox"))  # fmt: skip
     assert "labels.source: labelbox" in str(err.value) and "64 x 80" in str(err.value)
 
 
 def test_no_annotations_is_an_observation_without_mines(grid):
     row = LabelRow("o", "done", [], "no")
-    mask, feats = rasterize(row, grid, np.ones((64, 80), bool), LabelsParams())
+    mask, feats = rasterize_row(row, grid, np.ones((64, 80), bool), LabelsParams())
     assert mask.max() == 0 and feats == [] and not row.problems
 
 
 def test_class_names_match_in_any_case(grid):
     anns = [Annotation("Mine", Polygon([(0, 0), (5, 0), (5, 5), (0, 5)]), "Low", True)]
-    mask, feats = rasterize(LabelRow("o", "done", anns), grid, np.ones((64, 80), bool), LabelsParams())
+    mask, feats = rasterize_row(LabelRow("o", "done", anns), grid, np.ones((64, 80), bool), LabelsParams())
     assert (mask == MINE).sum() == 25 and feats[0]["properties"] == {"class": "mine", "confidence": "low"}
 
 
@@ -95,7 +95,7 @@ def test_all_touched_rule_on_a_polygon_covering_half_pixels(grid, all_touched, s
         Annotation("ignore", box(40.25, 40.25, 50.25, 50.25), "high", True),
     ]
     p = LabelsParams(all_touched=all_touched)
-    mask, _ = rasterize(LabelRow("o", "done", anns), grid, np.ones((64, 80), bool), p)
+    mask, _ = rasterize_row(LabelRow("o", "done", anns), grid, np.ones((64, 80), bool), p)
     assert (mask == MINE).sum() == side_px**2 and (mask == IGNORE).sum() == side_px**2
     assert (mask[10 : 10 + side_px, 10 : 10 + side_px] == MINE).all()
 
@@ -104,7 +104,7 @@ def test_all_touched_rule_on_a_polygon_covering_half_pixels(grid, all_touched, s
 def test_confidence_weights_cover_the_same_pixels_as_the_mask(tmp_path, grid, all_touched):
     square = Polygon([(10.25, 10.25), (20.25, 10.25), (20.25, 20.25), (10.25, 20.25)])
     p = LabelsParams(all_touched=all_touched)
-    mask, feats = rasterize(LabelRow("o", "done", [Annotation("mine", square, "low", True)]), grid,
+    mask, feats = rasterize_row(LabelRow("o", "done", [Annotation("mine", square, "low", True)]), grid,
                             np.ones((64, 80), bool), p)  # fmt: skip
     path = tmp_path / "o.geojson"
     path.write_text(json.dumps({"type": "FeatureCollection", "all_touched": all_touched, "features": feats}))
@@ -114,8 +114,8 @@ def test_confidence_weights_cover_the_same_pixels_as_the_mask(tmp_path, grid, al
 
 
 def test_pull_writes_the_rasterisation_rule(tmp_path, grid):
+    from sandmine.core.raster import write_cog
     from sandmine.labels import pull
-    from sandmine.raster import write_cog
 
     (tmp_path / "images").mkdir()
     write_cog(tmp_path / "images" / "o.tif", np.full((1, 64, 80), 0.1, np.float32), grid, ["B2"])

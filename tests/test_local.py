@@ -10,8 +10,8 @@ import rasterio
 from rasterio.crs import CRS
 from rasterio.transform import from_origin
 
-from sandmine.errors import SandmineError
-from sandmine.raster import Grid, to_crs, write_cog
+from sandmine.core.errors import SandmineError
+from sandmine.core.raster import Grid, to_crs, write_cog
 from sandmine.sources import local
 
 TILE = "T44RQR"
@@ -257,9 +257,9 @@ def test_local_source_and_geojson_labels_through_the_stages(tmp_path, tiny_input
 
     from shapely.geometry import box, mapping
 
-    from sandmine.config import load_params
-    from sandmine.raster import grid_for_bounds, read_image, read_mask
-    from sandmine.sites import read_manifest, read_observations, read_sites
+    from sandmine.core.config import load_params
+    from sandmine.core.raster import grid_for_bounds, read_image, read_mask
+    from sandmine.core.sites import read_manifest, read_observations, read_sites
     from sandmine.steps import annotate_pull, export
 
     sites_path, obs_path = tiny_inputs
@@ -299,7 +299,7 @@ def test_local_source_and_geojson_labels_through_the_stages(tmp_path, tiny_input
 def test_local_source_missing_image_is_named(tmp_path, tiny_inputs):
     from pathlib import Path
 
-    from sandmine.config import load_params
+    from sandmine.core.config import load_params
     from sandmine.steps import export
 
     p = load_params(Path(__file__).parents[1] / "params.yaml")
@@ -324,9 +324,9 @@ def test_digital_numbers_geotiff_resampled_as_reflectance_with_its_offset_tag(tm
 def test_local_export_stops_when_a_site_is_far_from_its_image(tmp_path, tiny_inputs):
     from pathlib import Path
 
-    from sandmine.config import load_params
-    from sandmine.raster import grid_for_bounds
-    from sandmine.sites import read_observations, read_sites
+    from sandmine.core.config import load_params
+    from sandmine.core.raster import grid_for_bounds
+    from sandmine.core.sites import read_observations, read_sites
     from sandmine.steps import export
 
     sites_path, obs_path = tiny_inputs

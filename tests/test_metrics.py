@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import average_precision_score
 
-from sandmine.metrics import Histogram, quantise
+from sandmine.core.metrics import Histogram, quantise
 
 
 def _hist(scores, truth):
@@ -78,7 +78,7 @@ def test_counts_match_at():
 
 
 def _objects(pred_boxes, truth_boxes, shape=(40, 40), overlap=0.5, min_pixels=1, ignore_boxes=()):
-    from sandmine.metrics import Objects
+    from sandmine.core.metrics import Objects
 
     def paint(boxes):
         m = np.zeros(shape, bool)

@@ -8,8 +8,8 @@ import torch
 from sklearn.ensemble import GradientBoostingClassifier, RandomForestClassifier
 
 from sandmine import models
-from sandmine.config import Params
-from sandmine.errors import SandmineError
+from sandmine.core.config import Params
+from sandmine.core.errors import SandmineError
 from sandmine.models import baselines, decoders, encoders, pretrained
 
 P = Params()
@@ -368,7 +368,7 @@ def _scenes(n=3, size=96, seed=0):
 @pytest.mark.parametrize("name", ["random_forest", "superpixel_gbm"])
 def test_baselines_learn_and_roundtrip_through_a_checkpoint(tmp_path, name):
     from sandmine import classical
-    from sandmine.config import BaselineParams, TrainParams
+    from sandmine.core.config import BaselineParams, TrainParams
 
     # compactness 1: with iid noise in every channel SLIC needs more weight on space than on real scenes,
     # or connectivity enforcement merges the colour fragments into a few giant superpixels
@@ -389,7 +389,7 @@ def test_baselines_learn_and_roundtrip_through_a_checkpoint(tmp_path, name):
 
 def test_linear_probe_trains_only_the_probe_on_cached_features():
     from sandmine import training
-    from sandmine.config import TrainParams
+    from sandmine.core.config import TrainParams
 
     torch.manual_seed(0)
     model = models.build("resnet18", "linear", CHANNELS, frozen=True)
@@ -403,7 +403,7 @@ def test_linear_probe_trains_only_the_probe_on_cached_features():
 @pytest.mark.parametrize("frozen", [False, True])
 def test_deeplabv3plus_trains_when_the_last_batch_would_be_one_window(frozen):
     from sandmine import training
-    from sandmine.config import TrainParams
+    from sandmine.core.config import TrainParams
 
     torch.manual_seed(0)
     model = models.build("resnet18", "deeplabv3plus", CHANNELS, frozen=frozen)
@@ -413,7 +413,7 @@ def test_deeplabv3plus_trains_when_the_last_batch_would_be_one_window(frozen):
 
 
 def test_encoder_learns_at_its_own_rate():
-    from sandmine.config import TrainParams
+    from sandmine.core.config import TrainParams
     from sandmine.training import _optimizer
 
     model = models.build("resnet18", "unet", CHANNELS)
@@ -439,7 +439,7 @@ def test_confidence_weights_lower_the_loss_of_uncertain_pixels():
 
 def test_fit_in_bf16_on_the_cpu_learns_and_predicts_close_to_fp32():
     from sandmine import training
-    from sandmine.config import TrainParams
+    from sandmine.core.config import TrainParams
     from sandmine.prediction import Stitch, predict
 
     torch.manual_seed(0)

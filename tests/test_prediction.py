@@ -7,8 +7,8 @@ import rasterio
 import torch
 from torch import nn
 
+from sandmine.core.raster import read_image, write_cog
 from sandmine.prediction import Stitch, blend_weights, predict, predict_file, predict_rows
-from sandmine.raster import read_image, write_cog
 
 
 def _conv_model(k: int, channels: int = 3) -> nn.Module:
@@ -124,7 +124,7 @@ def grid_fn():
     from rasterio.crs import CRS
     from rasterio.transform import from_origin
 
-    from sandmine.raster import Grid
+    from sandmine.core.raster import Grid
 
     return lambda h, w: Grid(CRS.from_epsg(32644), from_origin(500000, 3000000, 10, 10), h, w)
 
@@ -139,7 +139,7 @@ def test_file_streaming_equals_in_memory(tmp_path, rng, grid_fn):
         assert ds.crs == grid.crs and ds.transform == grid.transform
         assert ds.tags()["source"] == "synthetic" and ds.descriptions == ("mine_probability",)
         assert ds.profile["tiled"] and ds.profile["blockxsize"] == 256
-    from sandmine.metrics import quantise
+    from sandmine.core.metrics import quantise
     from sandmine.prediction import normalise
 
     raw = read_image(src, ckpt["bands"]).data

@@ -8,9 +8,9 @@ from hypothesis import strategies as st
 from shapely.geometry import Polygon
 from torch import nn
 
+from sandmine.core.windows import keep_region, starts
 from sandmine.prediction import Stitch, predict, predict_rows
 from sandmine.sources.labelbox import parse_row
-from sandmine.windows import keep_region, starts
 
 
 @st.composite

@@ -4,9 +4,19 @@ import numpy as np
 import pytest
 import rasterio
 from rasterio.transform import from_origin
+from shapely.geometry import box
 
-from sandmine.errors import SandmineError
-from sandmine.raster import CogWriter, Grid, grid_for_bounds, read_image, read_mask, utm_crs, write_cog
+from sandmine.core.errors import SandmineError
+from sandmine.core.raster import (
+    CogWriter,
+    Grid,
+    grid_for_bounds,
+    rasterize,
+    read_image,
+    read_mask,
+    utm_crs,
+    write_cog,
+)
 
 
 def test_write_read_roundtrip_with_scales_and_names(tmp_path, grid):
@@ -167,12 +177,12 @@ def test_unknown_overview_resampling_refused(tmp_path, grid):
 
 
 def test_digital_numbers_read_as_reflectance_once_with_one_log_line(tmp_path, grid, caplog):
-    from sandmine.raster import ImageReader
+    from sandmine.core.raster import ImageReader
 
     dn = np.random.default_rng(0).integers(1, 5000, (2, 64, 80)).astype(np.uint16)
     dn[:, :3] = 0  # Sentinel-2's nodata
     write_cog(tmp_path / "dn.tif", dn, grid, ["B2", "B4"])
-    with caplog.at_level("INFO", logger="sandmine.raster"):
+    with caplog.at_level("INFO", logger="sandmine.core.raster"):
         with ImageReader(tmp_path / "dn.tif", ["B4"]) as reader:
             rows = reader.read_rows(0, 64)
     np.testing.assert_array_equal(rows[0, 3:], dn[1, 3:].astype(np.float32) / np.float32(10_000))
@@ -197,7 +207,7 @@ def test_offset_applied_only_where_the_file_says_so(tmp_path, grid):
 
 
 def test_pipeline_and_reflectance_files_read_exactly_as_before(tmp_path, grid, monkeypatch):
-    from sandmine import raster
+    from sandmine.core import raster
 
     stored = np.random.default_rng(1).integers(-2000, 9000, (3, 64, 80)).astype(np.int16)
     stored[:, :2] = -32768
@@ -216,7 +226,7 @@ def test_pipeline_and_reflectance_files_read_exactly_as_before(tmp_path, grid, m
 def test_linear_power_radar_becomes_db(tmp_path, grid, caplog):
     power = np.random.default_rng(3).uniform(0.001, 0.5, (2, 64, 80)).astype(np.float32)
     write_cog(tmp_path / "s1.tif", power, grid, ["VV", "VH"])
-    with caplog.at_level("INFO", logger="sandmine.raster"):
+    with caplog.at_level("INFO", logger="sandmine.core.raster"):
         img = read_image(tmp_path / "s1.tif")
     np.testing.assert_allclose(img.data, 10 * np.log10(power), rtol=1e-5)
     assert "linear power" in caplog.text and "dB" in caplog.text
@@ -241,7 +251,7 @@ def test_units_that_fit_nothing_are_refused(tmp_path, grid, data, bands, fragmen
 def test_large_raster_units_come_from_a_sample(tmp_path, grid):
     import rasterio as rio
 
-    from sandmine import raster
+    from sandmine.core import raster
 
     big = raster.Grid(grid.crs, grid.transform, 640, 640)
     dn = np.full((1, 640, 640), 2500, np.uint16)
@@ -259,7 +269,7 @@ def test_large_raster_units_come_from_a_sample(tmp_path, grid):
 
 
 def test_has_valid_pixel(tmp_path, grid):
-    from sandmine.raster import has_valid_pixel
+    from sandmine.core.raster import has_valid_pixel
 
     data = np.full((2, 64, 80), np.nan, np.float32)
     write_cog(tmp_path / "empty.tif", data, grid, ["B2", "B3"])
@@ -268,3 +278,18 @@ def test_has_valid_pixel(tmp_path, grid):
     assert not has_valid_pixel(tmp_path / "empty.tif") and has_valid_pixel(tmp_path / "one.tif", rows=8)
     write_cog(tmp_path / "zeros.tif", np.zeros((2, 64, 80), np.uint16), grid, ["B2", "B3"])  # masked DN, no nodata tag
     assert not has_valid_pixel(tmp_path / "zeros.tif")
+
+
+def test_rasterize_mask_and_burn(grid):
+    left, _, _, top = grid.bounds
+    square = box(left + 200, top - 200, left + 300, top - 100)  # rows 10-19, cols 20-29
+    mask = rasterize([square], grid)
+    assert mask.dtype == bool and mask.shape == (grid.height, grid.width)
+    assert mask[10:20, 20:30].all() and mask.sum() == 100
+    assert not rasterize([box(0, 0, 0, 0)], grid).any() and not rasterize([], grid).any()
+    out = np.full((grid.height, grid.width), 7, np.uint8)
+    assert rasterize([square], grid, value=255, out=out) is out
+    assert (out[10:20, 20:30] == 255).all() and (out == 7).sum() == out.size - 100
+    # all_touched: a polygon off the pixel centres draws nothing by centre, its pixels when touched
+    sliver = box(left + 201, top - 199, left + 204, top - 196)
+    assert not rasterize([sliver], grid).any() and rasterize([sliver], grid, all_touched=True).sum() == 1

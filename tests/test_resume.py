@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from sandmine import models, training
-from sandmine.config import TrainParams
+from sandmine.core.config import TrainParams
 from sandmine.training import Scene
 
 CH = ["B2", "B3", "B4", "B8"]

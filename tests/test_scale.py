@@ -7,8 +7,8 @@ from rasterio.crs import CRS
 from rasterio.transform import from_origin
 
 from sandmine import models, scale
+from sandmine.core.raster import Grid, write_cog
 from sandmine.prediction import Stitch
-from sandmine.raster import Grid, write_cog
 
 BANDS = ["B2", "B3", "B4", "B8"]
 
@@ -56,7 +56,7 @@ def test_local_cluster_with_tiles_equals_in_process(setup, tmp_path):
 
 
 def test_task_error_reaches_the_caller(setup, tmp_path):
-    from sandmine.errors import SandmineError
+    from sandmine.core.errors import SandmineError
 
     ckpt_path, srcs = setup
     bad = tmp_path / "bad.tif"

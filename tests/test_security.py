@@ -5,7 +5,7 @@ import subprocess
 from dataclasses import fields, is_dataclass
 from pathlib import Path
 
-from sandmine.config import Params
+from sandmine.core.config import Params
 
 ROOT = Path(__file__).parents[1]
 

@@ -4,7 +4,7 @@ from unittest import mock
 
 import pytest
 
-from sandmine.errors import SandmineError
+from sandmine.core.errors import SandmineError
 from sandmine.sources.selector import Candidate, candidates_expression, choose, from_features, rows
 
 POST = [
@@ -60,7 +60,7 @@ def test_earth_engine_query_builds_offline():
 
 
 def test_select_observations_for_every_site(tiny_inputs):
-    from sandmine.sites import read_sites
+    from sandmine.core.sites import read_sites
     from sandmine.sources.selector import select_observations
 
     sites = read_sites(tiny_inputs[0])

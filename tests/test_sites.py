@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from sandmine.errors import SandmineError
-from sandmine.sites import read_observations, read_sites
+from sandmine.core.errors import SandmineError
+from sandmine.core.sites import read_observations, read_sites
 
 
 def test_read_sites_and_observations(tiny_inputs):

@@ -2,9 +2,9 @@
 
 import pytest
 
-from sandmine.config import SplitParams
-from sandmine.errors import SandmineError
-from sandmine.sites import read_observations, read_sites
+from sandmine.core.config import SplitParams
+from sandmine.core.errors import SandmineError
+from sandmine.core.sites import read_observations, read_sites
 from sandmine.split import assign, cluster_sites, roles_for_fold
 
 

@@ -9,12 +9,12 @@ from affine import Affine
 from rasterio.crs import CRS
 
 from sandmine import models, ssl
-from sandmine.bands import channels, read_names
-from sandmine.config import SslParams
-from sandmine.errors import SandmineError
+from sandmine.core.bands import channels, read_names
+from sandmine.core.config import SslParams
+from sandmine.core.errors import SandmineError
+from sandmine.core.raster import Grid
 from sandmine.labels import confidence_weights
 from sandmine.models import pretrained
-from sandmine.raster import Grid
 
 CH = ["B3", "B4", "B8", "B11", "VV"]
 
@@ -68,7 +68,7 @@ def _sites(n=2, size=48, seed=0):
     for _ in range(n):
         base = rng.normal(0, 1, (len(CH), size, size)).astype(np.float32)
         out.append(
-            ssl.Site([base, base + rng.normal(0, 0.1, base.shape).astype(np.float32)], np.ones((size, size), bool))
+            ssl.SiteStack([base, base + rng.normal(0, 0.1, base.shape).astype(np.float32)], np.ones((size, size), bool))
         )
     return out
 

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from sandmine.config import LabelsParams, WorldParams
-from sandmine.labels import MINE, rasterize
-from sandmine.raster import grid_for_bounds
-from sandmine.sites import read_observations, read_sites
+from sandmine.core.config import LabelsParams, WorldParams
+from sandmine.core.raster import grid_for_bounds
+from sandmine.core.schema import MINE, rasterize_row
+from sandmine.core.sites import read_observations, read_sites
 from sandmine.sources.labelbox import parse_row
 from sandmine.sources.synthetic.annotator import annotate
 from sandmine.sources.synthetic.materials import CODE, load_signatures
@@ -101,7 +101,7 @@ def test_annotator_labels_align_with_truth(scene):
     row = parse_row(
         annotate(layout, "t_2026-04-10", DATE, grid.crs, grid.transform, np.random.default_rng(1), miss_ha=0.4)
     )
-    mask, _ = rasterize(row, grid, np.ones((240, 260), bool), LabelsParams())
+    mask, _ = rasterize_row(row, grid, np.ones((240, 260), bool), LabelsParams())
     drawn = mask == MINE
     inter = (drawn & layout.truth).sum()
     assert inter / layout.truth.sum() > 0.6  # most truth is labelled (some small mines missed)

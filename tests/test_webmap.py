@@ -23,8 +23,8 @@ from scipy import ndimage
 from shapely.geometry import Point, shape
 
 from sandmine import monitoring, webmap
-from sandmine.errors import SandmineError
-from sandmine.raster import Grid, grid_for_bounds, to_crs
+from sandmine.core.errors import SandmineError
+from sandmine.core.raster import Grid, grid_for_bounds, to_crs
 from sandmine.vectorize import class_polygons, polygons
 
 DATES = ["2025-11-15", "2026-04-10"]

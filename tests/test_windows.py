@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from sandmine.windows import crop, grid, keep_region, sample_centres, starts
+from sandmine.core.windows import crop, dihedral, grid, keep_region, sample_centres, starts
 
 
 @pytest.mark.parametrize("length,window,stride", [(100, 32, 16), (256, 256, 192), (300, 256, 192), (20, 64, 32)])
@@ -39,3 +39,20 @@ def test_crop_pads_outside_with_fill():
     out = crop(arr, 0, 0, 4, -1)
     assert out.shape == (4, 4)
     assert out[0, 0] == -1 and out[2, 2] == arr[0, 0]
+
+
+@pytest.mark.parametrize("k", range(4))
+@pytest.mark.parametrize("flip", [False, True])
+def test_dihedral_same_for_numpy_and_torch(k, flip):
+    import torch
+
+    a = np.arange(2 * 3 * 4 * 5, dtype=np.float32).reshape(2, 3, 4, 5)
+    out = dihedral(a, k, flip)
+    assert out.flags.c_contiguous
+    np.testing.assert_array_equal(out, np.rot90(a, k, axes=(2, 3))[..., ::-1] if flip else np.rot90(a, k, axes=(2, 3)))
+    np.testing.assert_array_equal(dihedral(torch.from_numpy(a), k, flip).numpy(), out)
+
+
+def test_dihedral_gives_the_eight_distinct_turns():
+    a = np.arange(9).reshape(3, 3)
+    assert len({dihedral(a, k, f).tobytes() for k in range(4) for f in (False, True)}) == 8

@@ -20,15 +20,15 @@ from typing import Any
 
 import numpy as np
 
-from sandmine.config import PredictParams, check_grid, knob
+from sandmine.core.config import PredictParams, check_grid, knob
 
 
 def _predict(a: argparse.Namespace) -> None:
     from sandmine import models, monitoring, scale
-    from sandmine.files import write_text
-    from sandmine.metrics import level
+    from sandmine.core.files import write_text
+    from sandmine.core.metrics import level
+    from sandmine.core.raster import read_grid, read_mask, write_cog
     from sandmine.prediction import Stitch, predict_file
-    from sandmine.raster import read_grid, read_mask, write_cog
     from sandmine.vectorize import polygons
 
     check_grid(a.window, a.stride, a.discard, "sandmine predict", names=("--window", "--stride", "--discard"))
@@ -83,8 +83,8 @@ def _threshold(a: argparse.Namespace, ckpt: dict[str, Any]) -> float:
 
 
 def _select(a: argparse.Namespace) -> None:
-    from sandmine.files import write_text
-    from sandmine.sites import read_sites
+    from sandmine.core.files import write_text
+    from sandmine.core.sites import read_sites
     from sandmine.sources import gee, selector
 
     gee.initialize(a.project)
@@ -108,8 +108,8 @@ def _labelbox_push(a: argparse.Namespace) -> None:
 
     from rasterio.warp import transform_bounds
 
-    from sandmine.errors import SandmineError
-    from sandmine.raster import read_grid
+    from sandmine.core.errors import SandmineError
+    from sandmine.core.raster import read_grid
     from sandmine.sources import labelbox
 
     with a.manifest.open(newline="") as fh:
@@ -237,7 +237,7 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from sandmine.errors import SandmineError
+    from sandmine.core.errors import SandmineError
 
     a = parser().parse_args(argv)
     commands = {"predict": _predict, "select": _select, "labelbox-push": _labelbox_push, "survey": _survey}

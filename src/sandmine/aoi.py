@@ -12,9 +12,9 @@ from shapely.geometry import box, mapping, shape
 from shapely.geometry.base import BaseGeometry
 from shapely.ops import unary_union
 
-from sandmine.config import AoiParams
-from sandmine.errors import SandmineError
-from sandmine.raster import Grid, Image, to_crs
+from sandmine.core.config import AoiParams
+from sandmine.core.errors import SandmineError
+from sandmine.core.raster import Grid, Image, to_crs
 
 
 def read_rivers(path: Path) -> list[BaseGeometry]:
@@ -57,16 +57,6 @@ def from_water_index(image: Image, params: AoiParams) -> np.ndarray:
     if not water.any():
         return np.zeros(water.shape, bool)
     return ndimage.distance_transform_edt(~water) * image.grid.res_m <= params.buffer_m
-
-
-def rasterize(poly: BaseGeometry, grid: Grid) -> np.ndarray:
-    """(H, W) bool mask of a polygon on the grid."""
-    if poly.is_empty:
-        return np.zeros((grid.height, grid.width), bool)
-    return (
-        features.rasterize([(poly, 1)], out_shape=(grid.height, grid.width), transform=grid.transform, dtype="uint8")
-        > 0
-    )
 
 
 def polygon_of(mask: np.ndarray, grid: Grid) -> BaseGeometry:

@@ -13,8 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from sandmine.errors import SandmineError
-from sandmine.metrics import LEVELS, Histogram
+from sandmine.core.errors import SandmineError
+from sandmine.core.metrics import LEVELS, Histogram
 
 METHODS = ("best_f1", "area")
 DEFAULT_THRESHOLD = 0.5  # for checkpoints written before operating thresholds were stored

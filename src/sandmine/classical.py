@@ -15,10 +15,10 @@ from torch import nn
 from tqdm import tqdm
 
 from sandmine import training
-from sandmine.config import BaselineParams, TrainParams
+from sandmine.core.config import BaselineParams, TrainParams
+from sandmine.core.schema import IGNORE
 from sandmine.dataset import VAL, Source, WindowLoader, Windows
 from sandmine.device import place, resolve_device
-from sandmine.labels import IGNORE
 from sandmine.models.baselines import PixelForest, SuperpixelGBM, TreeEnsemble, segment_features, slic
 
 

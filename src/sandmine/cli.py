@@ -7,8 +7,8 @@ import logging
 import sys
 from collections.abc import Callable
 
-from sandmine.config import Params, load_params
-from sandmine.errors import SandmineError
+from sandmine.core.config import Params, load_params
+from sandmine.core.errors import SandmineError
 
 
 def run(

@@ -21,10 +21,12 @@ import rasterio.windows
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from sandmine.bands import channels
-from sandmine.errors import SandmineError
-from sandmine.labels import IGNORE, confidence_shapes, weight_window
-from sandmine.raster import Grid, ImageReader, has_valid_pixel, read_grid
+from sandmine.core.bands import channels
+from sandmine.core.errors import SandmineError
+from sandmine.core.raster import Grid, ImageReader, has_valid_pixel, read_grid
+from sandmine.core.schema import IGNORE
+from sandmine.core.windows import dihedral
+from sandmine.labels import confidence_shapes, weight_window
 
 BLOCK_PX = 256  # AOI counts per block of this size: the COGs' tile, so a centre costs one tile read
 STRIP_PX = 1 << 18  # pixels per full-width strip in streaming passes (statistics, label counts, baselines)
@@ -355,11 +357,8 @@ class Windows(Dataset):
         arrays = self.scenes[s].window(r, c, self.size)
         if not self.augment:
             return arrays
-        out = []
-        for arr in arrays:
-            v = np.rot90(arr, k, axes=(-2, -1))
-            out.append(np.ascontiguousarray(v[..., ::-1] if flip else v))
-        return out[0], out[1], out[2], out[3]
+        x, y, a, w = (dihedral(arr, k, flip) for arr in arrays)
+        return x, y, a, w
 
 
 def _block_sizes(shape: tuple[int, int]) -> np.ndarray:

@@ -16,8 +16,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from sandmine.config import DEVICE
-from sandmine.errors import SandmineError
+from sandmine.core.config import DEVICE
+from sandmine.core.errors import SandmineError
 
 
 def resolve_device(spec: str, where: str = "device") -> torch.device:

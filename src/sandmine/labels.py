@@ -10,125 +10,32 @@ from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
-import shapely
 from rasterio import features
 from rasterio.crs import CRS
 from rasterio.transform import Affine
-from rasterio.warp import transform_bounds
-from shapely.geometry import box, mapping, shape
+from shapely.geometry import shape
 from shapely.geometry.base import BaseGeometry
 from tqdm import tqdm
 
-from sandmine.config import LabelsParams
-from sandmine.errors import SandmineError
-from sandmine.files import write_text
-from sandmine.raster import Grid, pixels_to_map, read_grid, read_valid, to_crs, write_cog
-from sandmine.sources.labelbox import LabelRow, parse_row
+from sandmine.core.config import LabelsParams
+from sandmine.core.errors import SandmineError
+from sandmine.core.files import write_text
+from sandmine.core.raster import Grid, read_grid, read_valid, to_crs, write_cog
+from sandmine.core.schema import IGNORE, MINE, LabelRow, rasterize_row
 
 log = logging.getLogger(__name__)
-MINE, BACKGROUND, IGNORE = 1, 0, 255
-
-
-def rasterize(row: LabelRow, grid: Grid, valid: np.ndarray, params: LabelsParams) -> tuple[np.ndarray, list[dict]]:
-    """The (H, W) uint8 mask (0 not mine, 1 mine, 255 ignore) and features in EPSG:4326.
-
-    Polygons are clipped to the image; those wholly outside are reported in `row.problems`.
-    Class names match `params.mine_classes` / `ignore_classes` in any case. `params.all_touched`
-    picks the pixel rule (false: pixels whose centre lies inside; true: every pixel touched).
-
-    Raises:
-        SandmineError: every polygon of the row lies outside the image (a CRS or axis-order
-            mistake, not an observation without mines).
-    """
-    frame = box(*grid.bounds)
-    mine_classes = {c.lower() for c in params.mine_classes}
-    ignore_classes = {c.lower() for c in params.ignore_classes}
-    mine_shapes, ignore_shapes, feats, outside = [], [], [], 0
-    for k, ann in enumerate(row.annotations):
-        geom = (
-            pixels_to_map(ann.geometry, grid.transform)
-            if ann.in_pixels
-            else to_crs(ann.geometry, "EPSG:4326", grid.crs)
-        )
-        clipped = geom.intersection(frame)
-        if clipped.is_empty:
-            row.problems.append(f"object {k} ({ann.cls}) lies outside the image; skipped")
-            outside += 1
-            continue
-        if ann.cls.lower() in mine_classes:
-            mine_shapes.append(clipped)
-            cls = "mine"
-        elif ann.cls.lower() in ignore_classes:
-            ignore_shapes.append(clipped)
-            cls = "ignore"
-        else:
-            row.problems.append(f"object {k} has unknown class '{ann.cls}'; skipped")
-            continue
-        feats.append(
-            {
-                "type": "Feature",
-                "properties": {"class": cls, "confidence": ann.confidence.lower()},
-                "geometry": mapping(to_crs(clipped, grid.crs, "EPSG:4326")),
-            }
-        )
-    if row.annotations and outside == len(row.annotations):
-        raise _all_outside(row, grid, params)
-    shape = (grid.height, grid.width)
-    mask = np.zeros(shape, np.uint8)
-    touched = params.all_touched
-    if mine_shapes:
-        features.rasterize([(g, MINE) for g in mine_shapes], out=mask, transform=grid.transform, all_touched=touched)
-    if ignore_shapes:
-        features.rasterize(
-            [(g, IGNORE) for g in ignore_shapes], out=mask, transform=grid.transform, all_touched=touched
-        )
-    mask[~valid] = IGNORE
-    has_mines = bool(mine_shapes)
-    if row.activity is not None and (row.activity == "yes") != has_mines:
-        row.problems.append(f"'mine activity' answer is '{row.activity}' but {len(mine_shapes)} mine polygons")
-    return mask, feats
-
-
-def _all_outside(row: LabelRow, grid: Grid, params: LabelsParams) -> SandmineError:
-    """The error for a row whose polygons all miss the image, with both extents to compare."""
-    n = len(row.annotations)
-    where = f"observation '{row.obs_id}', labels.source: {params.source}"
-    if params.source == "geojson":
-        where += f" ({Path(params.folder) / row.obs_id}.geojson)"
-    if all(a.in_pixels for a in row.annotations):
-        return SandmineError(
-            f"all {n} label polygon(s) lie outside the image ({grid.height} x {grid.width} px)",
-            where,
-            "check that the labelled image is this observation's (data row global_key = obs_id)",
-        )
-    labels = tuple(shapely.total_bounds([a.geometry for a in row.annotations]))
-    image = transform_bounds(grid.crs, "EPSG:4326", *grid.bounds)
-    return SandmineError(
-        f"all {n} label polygon(s) lie outside the image: labels span {_fmt(labels)} as lon/lat, "
-        f"the image {_fmt(image)}",
-        where,
-        "check the CRS: coordinates must be [lon, lat] in EPSG:4326 (not [lat, lon]), or the file must name its "
-        "CRS in a 'crs' member (e.g. metres in EPSG:3857 or UTM saved without one)",
-    )
-
-
-def _fmt(bounds: tuple[float, ...]) -> str:
-    return "(" + ", ".join(f"{v:.6g}" for v in bounds) + ")"
 
 
 def pull(
-    rows: Iterable[dict | LabelRow], manifest: list[dict], images_dir: Path, out_dir: Path, params: LabelsParams
+    rows: Iterable[LabelRow], manifest: list[dict], images_dir: Path, out_dir: Path, params: LabelsParams
 ) -> dict[str, float]:
     """Write `{obs_id}.geojson`, `{obs_id}.tif` and `index.csv` for every labelled observation.
 
-    `rows` are Labelbox export rows, or `LabelRow`s read from GeoJSON files.
-    Rows not marked done, or missing, are listed in the index with status and left out of
-    training; they do not stop the stage. Returns label statistics for metrics/labels.json.
+    `rows` are parsed by a source (Labelbox export rows, GeoJSON files); the last row of an
+    observation wins. Rows not marked done, or missing, are listed in the index with status and
+    left out of training; they do not stop the stage. Returns label statistics for metrics/labels.json.
     """
-    parsed = {}
-    for raw in rows:  # export rows (Labelbox) or rows already parsed (GeoJSON files)
-        row = raw if isinstance(raw, LabelRow) else parse_row(raw, params.project_id or None)
-        parsed[row.obs_id] = row
+    parsed = {row.obs_id: row for row in rows}
     index, n_mine, n_valid, n_polys, n_done = [], 0, 0, 0, 0
     for rec in tqdm(manifest, desc="labels", unit="obs"):
         if rec["role"] != "labelled":
@@ -141,7 +48,7 @@ def pull(
             continue
         path = images_dir / rec["file"]
         grid = read_grid(path)
-        mask, feats = rasterize(row, grid, read_valid(path), params)
+        mask, feats = rasterize_row(row, grid, read_valid(path), params)
         doc = {"type": "FeatureCollection", "all_touched": params.all_touched, "features": feats}
         write_text(out_dir / f"{obs_id}.geojson", json.dumps(doc) + "\n")
         write_cog(

@@ -24,12 +24,12 @@ from rasterio.transform import Affine
 from torch import nn
 from tqdm import tqdm
 
-from sandmine.bands import normalise, read_names
+from sandmine.core.bands import normalise, read_names
+from sandmine.core.errors import SandmineError
+from sandmine.core.metrics import quantise
+from sandmine.core.raster import CogWriter, Grid, ImageReader
+from sandmine.core.windows import keep_region, starts
 from sandmine.device import autocast, device_of, to_device
-from sandmine.errors import SandmineError
-from sandmine.metrics import quantise
-from sandmine.raster import CogWriter, Grid, ImageReader
-from sandmine.windows import keep_region, starts
 
 BLENDS = ("mean", "gaussian")
 __all__ = ["BLENDS", "Stitch", "blend_weights", "normalise", "predict", "predict_file", "predict_rows"]

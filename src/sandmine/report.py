@@ -12,12 +12,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from sandmine.files import atomic_path  # noqa: E402
-
-SYNTHETIC_BANNER = (
-    "SYNTHETIC DATA: these images and labels come from sandmine's embedded world, "
-    "not from satellites. Numbers here say nothing about real rivers."
-)
+from sandmine.core.pictures import save_png, stretch  # noqa: E402
 
 
 def true_colour(image: np.ndarray, bands: list[str]) -> np.ndarray:
@@ -27,13 +22,7 @@ def true_colour(image: np.ndarray, bands: list[str]) -> np.ndarray:
         rgb = np.repeat(g[..., None], 3, axis=2)
     else:
         rgb = np.stack([np.nan_to_num(image[bands.index(b)]) for b in ("B4", "B3", "B2")], axis=-1)
-    return _stretch(rgb)
-
-
-def save_png(fig: plt.Figure, path: Path) -> None:
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=80, bbox_inches="tight", metadata={"Software": None})
-    plt.close(fig)
+    return stretch(rgb)
 
 
 def overlay(rgb: np.ndarray, truth: np.ndarray | None, prob: np.ndarray, title: str, path: Path) -> None:
@@ -70,33 +59,6 @@ def timeseries_plot(series: dict[str, list[tuple[str, float]]], path: Path) -> N
     ax.set_title("mined area by site and date")
     ax.legend(fontsize=8)
     fig.autofmt_xdate()
-    save_png(fig, path)
-
-
-def _stretch(rgb: np.ndarray) -> np.ndarray:
-    lo, hi = np.nanpercentile(rgb, [2, 98])
-    return np.clip((np.nan_to_num(rgb) - lo) / max(hi - lo, 1e-6), 0, 1)
-
-
-def world_preview(
-    pixels: np.ndarray, names: list[str], drawn: np.ndarray, truth: np.ndarray, title: str, path: Path
-) -> None:
-    """True colour (B4 B3 B2) and false colour (B12 B8A B4): labels in red, exact truth in cyan."""
-    aspect = pixels.shape[1] / pixels.shape[2]
-    fig, axes = plt.subplots(2, 1, figsize=(12, 2 * 12 * aspect + 1.2))  # scenes are broad: stack
-    for ax, bands, name in (
-        (axes[0], ("B4", "B3", "B2"), "true colour"),
-        (axes[1], ("B12", "B8A", "B4"), "false colour (SWIR, NIR, red)"),
-    ):
-        if all(b in names for b in bands):
-            ax.imshow(_stretch(np.stack([pixels[names.index(b)] for b in bands], axis=-1)))
-        if drawn.any():
-            ax.contour(drawn, [0.5], colors="red", linewidths=0.7)
-        if truth.any():
-            ax.contour(truth, [0.5], colors="cyan", linewidths=0.5, linestyles="dotted")
-        ax.set_title(name)
-        ax.set_axis_off()
-    fig.suptitle(f"{title} (synthetic): annotators' polygons red, exact truth cyan")
     save_png(fig, path)
 
 

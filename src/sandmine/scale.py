@@ -19,9 +19,9 @@ import rasterio.windows
 import torch
 
 from sandmine import models
+from sandmine.core.raster import CogWriter, read_grid
 from sandmine.device import resolve_device
 from sandmine.prediction import Stitch, predict_file
-from sandmine.raster import CogWriter, read_grid
 
 log = logging.getLogger(__name__)
 _MODELS: dict[tuple[str, float, str], tuple[torch.nn.Module, dict]] = {}

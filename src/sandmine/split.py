@@ -7,9 +7,9 @@ import logging
 import numpy as np
 from sklearn.cluster import KMeans
 
-from sandmine.config import SplitParams
-from sandmine.errors import SandmineError
-from sandmine.sites import Observation, Site
+from sandmine.core.config import SplitParams
+from sandmine.core.errors import SandmineError
+from sandmine.core.sites import Observation, Site
 
 log = logging.getLogger(__name__)
 

@@ -19,16 +19,16 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from sandmine.config import SslParams
+from sandmine.core.config import SslParams
+from sandmine.core.windows import crop, dihedral, sample_centres
 from sandmine.device import autocast, place, to_device
-from sandmine.windows import crop, sample_centres
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
-class Site:
-    """Co-registered standardised images (C, H, W) of one site on one grid, and its AOI mask."""
+class SiteStack:
+    """Co-registered standardised images (C, H, W) of one site's dates on one grid, and its AOI mask."""
 
     images: list[np.ndarray]
     aoi: np.ndarray
@@ -48,7 +48,7 @@ class MoCo(nn.Module):
 
 
 def _views(
-    sites: list[Site], picks: list[tuple[int, int, int]], size: int, rng: np.random.Generator
+    sites: list[SiteStack], picks: list[tuple[int, int, int]], size: int, rng: np.random.Generator
 ) -> tuple[np.ndarray, np.ndarray]:
     q: list[np.ndarray] = []
     k: list[np.ndarray] = []
@@ -58,19 +58,18 @@ def _views(
         for out, img in ((q, site.images[a]), (k, site.images[b])):
             dr, dc = rng.integers(-size // 4, size // 4 + 1, size=2)
             v = crop(img, r + int(dr), c + int(dc), size, 0.0)
-            v = np.rot90(v, int(rng.integers(4)), axes=(1, 2))
-            if rng.integers(2):
-                v = v[:, :, ::-1]
+            turns, flip = int(rng.integers(4)), bool(rng.integers(2))
+            v = dihedral(v, turns, flip)
             gain = rng.normal(1.0, 0.1, size=(v.shape[0], 1, 1)).astype(np.float32)
             shift = rng.normal(0.0, 0.1, size=(v.shape[0], 1, 1)).astype(np.float32)
-            out.append(np.ascontiguousarray(v) * gain + shift)
+            out.append(v * gain + shift)
     return np.stack(q).astype(np.float32), np.stack(k).astype(np.float32)
 
 
 def pretrain(
     encoder: nn.Module,
     width: int,
-    sites: list[Site],
+    sites: list[SiteStack],
     p: SslParams,
     device: torch.device | None = None,
     precision: str = "32",

@@ -16,12 +16,13 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from sandmine.config import TrainParams
+from sandmine.core.config import TrainParams
+from sandmine.core.files import atomic_path
+from sandmine.core.metrics import Histogram, quantise
+from sandmine.core.schema import IGNORE
+from sandmine.core.windows import dihedral
 from sandmine.dataset import POOL, TRAIN, VAL, Scene, Source, WindowLoader, Windows
 from sandmine.device import autocast, device_of, place, resolve_device, to_device
-from sandmine.files import atomic_path
-from sandmine.labels import IGNORE
-from sandmine.metrics import Histogram, quantise
 
 log = logging.getLogger(__name__)
 
@@ -126,11 +127,7 @@ class FeatureCache:
         self.feats = [torch.cat(lv) for lv in levels]
 
     def batch(self, idx: np.ndarray, k: int = 0, flip: bool = False) -> list[torch.Tensor]:
-        out = []
-        for f in self.feats:
-            v = torch.rot90(f[idx], k, dims=(2, 3))
-            out.append(torch.flip(v, dims=(3,)) if flip else v)
-        return out
+        return [dihedral(f[idx], k, flip) for f in self.feats]
 
 
 def fit(
@@ -216,7 +213,7 @@ def fit(
                 if len(idx) < 2:
                     continue
                 k, flip = int(rng.integers(4)), bool(rng.integers(2))
-                y, w = (to_device(_dihedral(arr[idx], k, flip), device) for arr in (pool.label, pool.weight))
+                y, w = (to_device(dihedral(arr[idx], k, flip), device) for arr in (pool.label, pool.weight))
                 with autocast(device, params.precision):
                     logits = model.decode(cache.batch(idx, k, flip), cache.size)  # type: ignore[operator]
             else:
@@ -326,11 +323,6 @@ class _Pool:
             yield x
         self.label, self.aoi, self.weight = np.concatenate(ys), np.concatenate(aois), np.concatenate(ws)
         self.windows = None  # its reading processes end
-
-
-def _dihedral(a: np.ndarray, k: int, flip: bool) -> np.ndarray:
-    v = np.rot90(a, k, axes=(-2, -1))
-    return np.ascontiguousarray(v[..., ::-1] if flip else v)
 
 
 @torch.no_grad()

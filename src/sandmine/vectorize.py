@@ -7,7 +7,7 @@ from rasterio import features
 from scipy import ndimage
 from shapely.geometry import mapping, shape
 
-from sandmine.raster import Grid, to_crs
+from sandmine.core.raster import Grid, to_crs
 
 
 def polygons(

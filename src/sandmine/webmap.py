@@ -24,12 +24,17 @@ from rasterio.transform import from_origin  # noqa: E402
 from rasterio.warp import Resampling, reproject, transform_bounds  # noqa: E402
 from shapely.geometry import box, mapping  # noqa: E402
 
-from sandmine.errors import SandmineError  # noqa: E402
-from sandmine.files import write_text  # noqa: E402
-from sandmine.raster import Grid, to_crs  # noqa: E402
-from sandmine.report import SYNTHETIC_BANNER  # noqa: E402
+from sandmine.core.errors import SandmineError  # noqa: E402
+from sandmine.core.files import write_text  # noqa: E402
+from sandmine.core.raster import Grid, to_crs  # noqa: E402
 
 log = logging.getLogger(__name__)
+
+SYNTHETIC_BANNER = (
+    "SYNTHETIC DATA: these images and labels come from sandmine's embedded world, "
+    "not from satellites. Numbers here say nothing about real rivers."
+)
+
 
 LEAFLET_ENV = "SANDMINE_LEAFLET_DIR"  # set by scripts/env.sh: node_modules/leaflet/dist of `npm ci`
 MAX_OVERLAY_PX = 1024  # longest side of an image overlay; finer grids are averaged down to it

@@ -17,8 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from sandmine.core.errors import SandmineError
 from sandmine.device import place
-from sandmine.errors import SandmineError
 from sandmine.models import decoders as dec
 from sandmine.models import encoders as enc
 

@@ -23,7 +23,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from sandmine.errors import SandmineError
+from sandmine.core.errors import SandmineError
 from sandmine.models.encoders import SATMAE_GROUPS, GroupedViT, TimmEncoder, upgrade_keys
 
 SSL4EO_BANDS = {

@@ -32,9 +32,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sandmine.bands import S2_L2A
-from sandmine.errors import SandmineError
-from sandmine.raster import Grid
+from sandmine.core.bands import S2_L2A
+from sandmine.core.errors import SandmineError
+from sandmine.core.raster import Grid
 from sandmine.sources.stored import NODATA, SCALES
 
 log = logging.getLogger(__name__)
@@ -285,8 +285,8 @@ def finalise(raw: Path, dst: Path, s: ExportSettings, tags: dict[str, str]) -> N
     import numpy as np
     import rasterio
 
-    from sandmine.bands import CATALOGUE
-    from sandmine.raster import write_cog
+    from sandmine.core.bands import CATALOGUE
+    from sandmine.core.raster import write_cog
 
     bands = s.bands()
     with rasterio.open(raw) as src:

@@ -10,37 +10,15 @@ import json
 import logging
 import os
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from shapely.geometry import Polygon, shape
-from shapely.geometry.base import BaseGeometry
 
-from sandmine.errors import SandmineError
+from sandmine.core.errors import SandmineError
+from sandmine.core.schema import Annotation, LabelRow
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class Annotation:
-    """One drawn polygon. `geometry` is in EPSG:4326 (geojson rows) or pixels (image rows)."""
-
-    cls: str
-    geometry: BaseGeometry
-    confidence: str
-    in_pixels: bool
-
-
-@dataclass
-class LabelRow:
-    """The labels of one observation (one data row) and what quality control found."""
-
-    obs_id: str
-    status: str
-    annotations: list[Annotation] = field(default_factory=list)
-    activity: str | None = None
-    problems: list[str] = field(default_factory=list)
 
 
 def _radio(classifications: list[dict], name: str) -> str | None:

@@ -26,11 +26,11 @@ from shapely.geometry import MultiPolygon, Polygon, shape
 from shapely.geometry.base import BaseGeometry
 from shapely.ops import unary_union
 
-from sandmine.bands import CATALOGUE
-from sandmine.config import ConfidenceParams
-from sandmine.errors import SandmineError
-from sandmine.raster import Grid, to_crs
-from sandmine.sources.labelbox import Annotation, LabelRow
+from sandmine.core.bands import CATALOGUE
+from sandmine.core.config import ConfidenceParams
+from sandmine.core.errors import SandmineError
+from sandmine.core.raster import Grid, to_crs
+from sandmine.core.schema import Annotation, LabelRow
 
 _BAND_FILE = re.compile(r"_(B\d[\dA])(?:_(\d+)m)?\.jp2$")
 
@@ -107,7 +107,7 @@ def stack_safe(safe: Path, bands: list[str], grid: Grid | None = None) -> tuple[
 
 def read_geotiff(path: Path, bands: list[str], grid: Grid) -> np.ndarray:
     """A user's GeoTIFF with named bands, in export units, resampled onto `grid` (NaN nodata)."""
-    from sandmine.raster import ImageReader
+    from sandmine.core.raster import ImageReader
 
     with ImageReader(path, bands) as reader:
         data = reader.read_rows(0, reader.grid.height)
@@ -266,7 +266,7 @@ def _polygons(geom: BaseGeometry) -> list[Polygon]:
 
 def write_image(path: Path, data: np.ndarray, bands: list[str], grid: Grid, tags: dict[str, str]) -> None:
     """Write physical-unit bands as the pipeline's int16 COG (see `sources.stored`)."""
-    from sandmine.raster import write_cog
+    from sandmine.core.raster import write_cog
     from sandmine.sources.stored import NODATA, store
 
     stored, scales = store(data, bands)

@@ -12,7 +12,7 @@ import itertools
 from dataclasses import dataclass
 from typing import Any
 
-from sandmine.errors import SandmineError
+from sandmine.core.errors import SandmineError
 
 
 @dataclass(frozen=True)

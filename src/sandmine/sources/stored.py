@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from sandmine.bands import CATALOGUE
+from sandmine.core.bands import CATALOGUE
 
 SCALES = {"reflectance": 1e-4, "dB": 1e-2, "score": 1e-4}  # physical value = stored × scale
 NODATA = -32768

@@ -10,10 +10,10 @@ import numpy as np
 from tqdm import tqdm
 
 from sandmine import aoi as aoi_mod
-from sandmine.config import Params
-from sandmine.files import fresh_dir, write_text
-from sandmine.raster import read_image, write_cog
-from sandmine.sites import read_manifest
+from sandmine.core.config import Params
+from sandmine.core.files import fresh_dir, write_text
+from sandmine.core.raster import rasterize, read_image, write_cog
+from sandmine.core.sites import read_manifest
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +26,7 @@ def run(p: Params, images_dir: Path, rivers_path: Path, out_dir: Path) -> None:
         image = read_image(images_dir / rec["file"], ["B3", "B11"] if p.aoi.rivers == "water_index" else None)
         grid = image.grid
         if p.aoi.rivers == "vector":
-            mask = aoi_mod.rasterize(aoi_mod.from_vector(rivers, grid, p.aoi), grid)
+            mask = rasterize([aoi_mod.from_vector(rivers, grid, p.aoi)], grid)
         else:
             mask = aoi_mod.from_water_index(image, p.aoi)
         if not mask.any():

@@ -9,10 +9,10 @@ import numpy as np
 from tqdm import tqdm
 
 from sandmine import calibration, report
-from sandmine.config import Params
-from sandmine.files import fresh_dir, round_metrics, write_json, write_text
-from sandmine.metrics import Histogram, Objects, level
-from sandmine.raster import read_image, read_mask
+from sandmine.core.config import Params
+from sandmine.core.files import fresh_dir, round_metrics, write_json, write_text
+from sandmine.core.metrics import Histogram, Objects, level
+from sandmine.core.raster import read_image, read_mask
 from sandmine.steps.common import read_split
 from sandmine.steps.predicting import predict_all, threshold
 from sandmine.steps.scoring import read_scored

@@ -10,11 +10,11 @@ from pathlib import Path
 
 from shapely.geometry import box
 
-from sandmine.config import Params
-from sandmine.errors import SandmineError
-from sandmine.files import atomic_path, fresh_dir, write_text
-from sandmine.raster import grid_for_bounds, has_valid_pixel, read_grid, to_crs
-from sandmine.sites import Observation, Site, read_observations, read_sites
+from sandmine.core.config import Params
+from sandmine.core.errors import SandmineError
+from sandmine.core.files import atomic_path, fresh_dir, write_text
+from sandmine.core.raster import grid_for_bounds, has_valid_pixel, read_grid, to_crs
+from sandmine.core.sites import Observation, Site, read_observations, read_sites
 
 
 def run(

@@ -16,11 +16,11 @@ import numpy as np
 from tqdm import tqdm
 
 from sandmine import monitoring, report, webmap
-from sandmine.config import Params
-from sandmine.errors import SandmineError
-from sandmine.files import fresh_dir, round_metrics, write_json, write_text
-from sandmine.metrics import level
-from sandmine.raster import Grid, ImageReader, read_image, read_mask, write_cog
+from sandmine.core.config import Params
+from sandmine.core.errors import SandmineError
+from sandmine.core.files import fresh_dir, round_metrics, write_json, write_text
+from sandmine.core.metrics import level
+from sandmine.core.raster import Grid, ImageReader, read_image, read_mask, write_cog
 from sandmine.steps.common import read_split
 from sandmine.steps.predicting import predict_all, threshold
 from sandmine.vectorize import class_polygons, polygons

@@ -9,8 +9,8 @@ import torch
 
 from sandmine import calibration, prediction, scale
 from sandmine.calibration import DEFAULT_THRESHOLD
-from sandmine.config import Params
-from sandmine.errors import SandmineError
+from sandmine.core.config import Params
+from sandmine.core.errors import SandmineError
 
 log = logging.getLogger(__name__)
 

@@ -11,12 +11,12 @@ import numpy as np
 import torch
 
 from sandmine import models, ssl
-from sandmine.bands import channels, read_names
-from sandmine.config import Params
+from sandmine.core.bands import channels, read_names
+from sandmine.core.config import Params
+from sandmine.core.errors import SandmineError
+from sandmine.core.files import atomic_path, round_metrics, write_json
+from sandmine.core.raster import read_image, read_mask
 from sandmine.device import resolve_device
-from sandmine.errors import SandmineError
-from sandmine.files import atomic_path, round_metrics, write_json
-from sandmine.raster import read_image, read_mask
 from sandmine.steps.common import read_split
 from sandmine.training import band_stats
 
@@ -66,7 +66,7 @@ def run(p: Params, images: Path, aois: Path, split_csv: Path, out: Path, metrics
             raw_aois.append(aoi)
     mean, std = band_stats([img for s in sites for img in s], [a for s, a in zip(sites, raw_aois) for _ in s])
     prepared = [
-        ssl.Site([(x - mean[:, None, None]) / std[:, None, None] for x in s], a) for s, a in zip(sites, raw_aois)
+        ssl.SiteStack([(x - mean[:, None, None]) / std[:, None, None] for x in s], a) for s, a in zip(sites, raw_aois)
     ]
     log.info(
         "pretraining on %d sites, %d observations (%s)", len(prepared), sum(len(s.images) for s in prepared), device

@@ -10,10 +10,10 @@ import numpy as np
 import rasterio
 import rasterio.windows
 
-from sandmine import labels
-from sandmine.errors import SandmineError
-from sandmine.metrics import Histogram
-from sandmine.raster import Grid, read_grid, read_mask
+from sandmine.core.errors import SandmineError
+from sandmine.core.metrics import Histogram
+from sandmine.core.raster import Grid, read_grid, read_mask
+from sandmine.core.schema import IGNORE
 
 STRIP_PX = 1 << 20  # pixels per strip when scores are only counted
 
@@ -35,7 +35,7 @@ def read_scored(obs_id: str, pred_dir: Path, images: Path, label_dir: Path, aois
     q = read_mask(pred_dir / f"{obs_id}.tif", grid)
     label = read_mask(label_dir / f"{obs_id}.tif", grid)
     aoi = read_mask(aois / f"{obs_id}.tif", grid) > 0
-    return Scored(grid, q, label, aoi, label != labels.IGNORE)
+    return Scored(grid, q, label, aoi, label != IGNORE)
 
 
 def add_scored(hist: Histogram, obs_id: str, pred_dir: Path, images: Path, label_dir: Path, aois: Path) -> None:
@@ -55,4 +55,4 @@ def add_scored(hist: Histogram, obs_id: str, pred_dir: Path, images: Path, label
         for r in range(0, grid.height, rows):
             win = rasterio.windows.Window(0, r, grid.width, min(rows, grid.height - r))
             q, label, aoi = (src.read(1, window=win) for src in srcs)
-            hist.add(q, label == 1, (aoi > 0) & (label != labels.IGNORE))
+            hist.add(q, label == 1, (aoi > 0) & (label != IGNORE))

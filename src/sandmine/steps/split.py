@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 
 from sandmine import report, split
-from sandmine.config import Params
-from sandmine.files import round_metrics, write_json, write_text
-from sandmine.sites import read_observations, read_sites
+from sandmine.core.config import Params
+from sandmine.core.files import round_metrics, write_json, write_text
+from sandmine.core.sites import read_observations, read_sites
 
 
 def run(

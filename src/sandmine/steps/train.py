@@ -15,12 +15,12 @@ import numpy as np
 import torch
 
 from sandmine import calibration, classical, models, prediction, training
-from sandmine.bands import read_names
-from sandmine.config import Params
+from sandmine.core.bands import read_names
+from sandmine.core.config import Params
+from sandmine.core.files import atomic_path, round_metrics, write_json
+from sandmine.core.metrics import Histogram
 from sandmine.dataset import CogScene, Source, TileCache, band_stats
 from sandmine.device import resolve_device
-from sandmine.files import atomic_path, round_metrics, write_json
-from sandmine.metrics import Histogram
 from sandmine.models import baselines, pretrained
 from sandmine.steps.common import read_split
 from sandmine.steps.predicting import stitch

@@ -16,7 +16,7 @@ from rasterio.crs import CRS
 from rasterio.transform import Affine
 from shapely.geometry import Polygon, mapping
 
-from sandmine.raster import pixels_to_map, to_crs
+from sandmine.core.raster import pixels_to_map, to_crs
 from sandmine.sources.synthetic.layout import Layout
 
 PROJECT_ID = "synthetic-sandmine-project"

@@ -19,7 +19,7 @@ import json
 import math
 from pathlib import Path
 
-from sandmine.files import write_text
+from sandmine.core.files import write_text
 
 # site_id, river, basin, lon, lat: approximate places of reported sand mining
 PLACES = [

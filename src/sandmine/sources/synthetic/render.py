@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-from sandmine.bands import CATALOGUE
+from sandmine.core.bands import CATALOGUE
 from sandmine.sources.synthetic.layout import Layout, smooth_noise
 from sandmine.sources.synthetic.materials import CODE, Signatures
 

@@ -16,11 +16,11 @@ import numpy as np
 from shapely.geometry import box, mapping
 from tqdm import tqdm
 
-from sandmine.bands import CATALOGUE, check_names
-from sandmine.config import WorldParams
-from sandmine.files import write_text
-from sandmine.raster import Grid, grid_for_bounds, pixels_to_map, to_crs, write_cog
-from sandmine.sites import Observation, Site
+from sandmine.core.bands import CATALOGUE, check_names
+from sandmine.core.config import WorldParams
+from sandmine.core.files import write_text
+from sandmine.core.raster import Grid, grid_for_bounds, pixels_to_map, to_crs, write_cog
+from sandmine.core.sites import Observation, Site
 from sandmine.sources.stored import NODATA, SCALES
 from sandmine.sources.synthetic.annotator import annotate
 from sandmine.sources.synthetic.layout import stable_seed
@@ -121,12 +121,12 @@ def write_image(path: Path, pixels: np.ndarray, names: list[str], grid: Grid, ta
 
 def _preview(pixels: np.ndarray, names: list[str], truth: np.ndarray, row: dict, grid: Grid, path: Path) -> None:
     """True colour and SWIR-NIR-red false colour with the annotator's polygons and the truth."""
-    from sandmine.config import LabelsParams
-    from sandmine.labels import MINE, rasterize
-    from sandmine.report import world_preview
+    from sandmine.core.config import LabelsParams
+    from sandmine.core.pictures import world_preview
+    from sandmine.core.schema import MINE, rasterize_row
     from sandmine.sources.labelbox import parse_row
 
-    drawn, _ = rasterize(parse_row(row), grid, np.ones(truth.shape, bool), LabelsParams())
+    drawn, _ = rasterize_row(parse_row(row), grid, np.ones(truth.shape, bool), LabelsParams())
     world_preview(pixels, names, drawn == MINE, truth, row["data_row"]["global_key"], path)
 
 

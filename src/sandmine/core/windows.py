@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, TypeVar
+
 import numpy as np
+
+if TYPE_CHECKING:
+    import torch
+
+Pixels = TypeVar("Pixels", np.ndarray, "torch.Tensor")
 
 
 def sample_centres(aoi_masks: list[np.ndarray], n: int, rng: np.random.Generator) -> list[tuple[int, int, int]]:
@@ -24,6 +31,19 @@ def sample_centres(aoi_masks: list[np.ndarray], n: int, rng: np.random.Generator
         out.append((i, int(r), int(c)))
     order = rng.permutation(len(out))
     return [out[k] for k in order]
+
+
+def dihedral(a: Pixels, k: int, flip: bool) -> Pixels:
+    """One of the 8 flips and right-angle rotations of (..., H, W) `a`: `k` quarter turns, then a left-right flip.
+
+    The same for a numpy array (returned contiguous) and a torch tensor, so images, labels and
+    encoded features of one window turn alike.
+    """
+    if isinstance(a, np.ndarray):
+        v = np.rot90(a, k, axes=(-2, -1))
+        return np.ascontiguousarray(v[..., ::-1] if flip else v)
+    t = a.rot90(k, dims=(-2, -1))
+    return t.flip(dims=(-1,)) if flip else t
 
 
 def crop(arr: np.ndarray, row: int, col: int, size: int, fill: float) -> np.ndarray:

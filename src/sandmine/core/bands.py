@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from sandmine.errors import SandmineError
+from sandmine.core.errors import SandmineError
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, get_args
@@ -14,6 +15,7 @@ import rasterio.shutil
 import rasterio.windows
 import shapely
 from pyproj import Transformer
+from rasterio import features
 from rasterio.crs import CRS
 from rasterio.enums import MaskFlags, Resampling
 from rasterio.errors import RasterioIOError
@@ -21,9 +23,9 @@ from rasterio.transform import Affine, from_origin
 from shapely.affinity import affine_transform
 from shapely.geometry.base import BaseGeometry
 
-from sandmine.bands import CATALOGUE, Conversion, file_units
-from sandmine.errors import SandmineError
-from sandmine.files import atomic_path
+from sandmine.core.bands import CATALOGUE, Conversion, file_units
+from sandmine.core.errors import SandmineError
+from sandmine.core.files import atomic_path
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +64,32 @@ def pixels_to_map(geom: BaseGeometry, transform: Affine) -> BaseGeometry:
     """`geom` in pixel coordinates (x = column, y = row) to map coordinates of `transform`."""
     t = transform
     return affine_transform(geom, [t.a, t.b, t.d, t.e, t.c, t.f])
+
+
+def rasterize(
+    geoms: Sequence[BaseGeometry],
+    grid: Grid,
+    *,
+    value: float = 1,
+    all_touched: bool = False,
+    out: np.ndarray | None = None,
+) -> np.ndarray:
+    """Pixels of `geoms` (in the grid's CRS) on `grid`, the one rasteriser of polygons on an image grid.
+
+    Without `out`: a new (H, W) bool mask. With `out` ((H, W), any dtype): `value` is burnt into it
+    in place and `out` is returned; later geometries overwrite earlier ones. `all_touched` picks the
+    pixel rule (false: pixels whose centre lies inside; true: every pixel a geometry touches).
+    Empty geometries draw nothing.
+    """
+    drawn = [(g, value) for g in geoms if not g.is_empty]
+    if out is None:
+        mask = np.zeros((grid.height, grid.width), np.uint8)
+        if drawn:
+            features.rasterize(drawn, out=mask, transform=grid.transform, all_touched=all_touched)
+        return mask > 0
+    if drawn:
+        features.rasterize(drawn, out=out, transform=grid.transform, all_touched=all_touched)
+    return out
 
 
 def utm_crs(lon: float, lat: float) -> CRS:

@@ -14,8 +14,8 @@ from typing import Any
 from omegaconf import OmegaConf
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationError
 
-from sandmine.bands import CATALOGUE, EXPORT_DEFAULT, INDICES, S2_L2A
-from sandmine.errors import SandmineError
+from sandmine.core.bands import CATALOGUE, EXPORT_DEFAULT, INDICES, S2_L2A
+from sandmine.core.errors import SandmineError
 
 # Valid values of a field are declared once, beside it: `param(default, Range(...) | Choice(...) | Items(...))`.
 # One check (`check_fields`) applies them to params.yaml; `knob(key).parse` applies them to command-line options.
@@ -517,7 +517,7 @@ def load_params(path: str | Path = "params.yaml") -> Params:
         raise SandmineError(
             f"wrong type for '{exc.full_key}': {str(exc.msg).splitlines()[0]}",
             str(path),
-            "give a value of the type shown in src/sandmine/config.py",
+            "give a value of the type shown in src/sandmine/core/config.py",
         ) from exc
     except OmegaConfBaseException as exc:
         raise SandmineError(f"invalid params ({exc})", str(path)) from exc

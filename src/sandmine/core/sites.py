@@ -13,7 +13,7 @@ from pathlib import Path
 from shapely.geometry import shape
 from shapely.geometry.base import BaseGeometry
 
-from sandmine.errors import SandmineError
+from sandmine.core.errors import SandmineError
 
 ROLES = ("labelled", "infer")
 SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
