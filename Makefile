@@ -6,7 +6,7 @@ ENV := source scripts/env.sh &&
 help:
 	@echo "make repro     set up the environment, run the pipeline (dvc repro), print the first numbers"
 	@echo "make test      set up the environment, run lint and the whole test suite"
-	@echo "make lint      ruff and mypy only"
+	@echo "make lint      ruff, the import layers (lint-imports) and mypy only"
 	@echo "make sweep     queue encoder x decoder experiments, run them, show the table"
 	@echo "make bench-env the benches' own environment (adds requirements-bench.lock: torchgeo, Lightning)"
 	@echo "make lock      re-pin requirements.lock and requirements-bench.lock from pyproject.toml"
@@ -15,10 +15,11 @@ repro:
 	$(ENV) dvc repro && python scripts/summary.py
 
 test:
-	$(ENV) ruff check src stages tests bench && ruff format --check src stages tests bench && mypy && python -m pytest
+	$(ENV) ruff check src stages tests bench && ruff format --check src stages tests bench && lint-imports && mypy \
+	  && python -m pytest
 
 lint:
-	$(ENV) ruff check src stages tests bench && mypy
+	$(ENV) ruff check src stages tests bench && lint-imports && mypy
 
 sweep:
 	$(ENV) bash scripts/sweep.sh
