@@ -25,8 +25,8 @@ from pathlib import Path
 
 import pyogrio
 
-from sandmine.config import load_params
-from sandmine.files import write_text
+from sandmine.core.config import load_params
+from sandmine.core.files import write_text
 from sandmine.sources.synthetic.catalogue import river_geojson
 from sandmine.steps import survey
 
@@ -87,14 +87,16 @@ def main() -> None:
     n, c, wall, _, _ = rows[-1]
     per_worker = work / wall / n
     s = c.seconds
-    model_only = work / (s["predict"] / n) if s["predict"] else float("nan")
+    predict_only = work / s["predict"] / n if s["predict"] else float("nan")
     print(
-        f"\nextrapolation: {a.india_km2:,.0f} km² per period at {per_worker:.2f} km²/s per worker end to end "
-        f"(export here is synthetic rendering; prediction alone {model_only / n:.2f} km²/s per worker):"
+        f"\nextrapolation to {a.india_km2:,.0f} km² of buffer per period, per worker: {per_worker:.2f} km²/s end to end"
+        f" (export here is the synthetic world's rendering), {predict_only:.2f} km²/s prediction alone (what a"
+        " cluster does when Earth Engine exports the chunks on Google's side):"
     )
     for workers in (1, 8, 32, 128):
-        hours = a.india_km2 / (per_worker * workers) / 3600
-        print(f"  {workers:4d} workers: {hours:8.2f} h per period")
+        both = a.india_km2 / (per_worker * workers) / 3600
+        alone = a.india_km2 / (predict_only * workers) / 3600
+        print(f"  {workers:4d} workers: {both:7.2f} h per period end to end, {alone:7.2f} h prediction alone")
 
 
 if __name__ == "__main__":

@@ -11,9 +11,9 @@ from rasterio.features import rasterize
 from rasterio.warp import transform_bounds, transform_geom
 from shapely.geometry import box, mapping
 
-from sandmine.config import WorldParams
-from sandmine.errors import SandmineError
-from sandmine.raster import ImageReader, grid_for_bounds, read_mask
+from sandmine.core.config import WorldParams
+from sandmine.core.errors import SandmineError
+from sandmine.core.raster import ImageReader, grid_for_bounds, read_mask
 from sandmine.sources.synthetic.catalogue import write
 from sandmine.sources.synthetic.materials import CODE, load_signatures
 from sandmine.sources.synthetic.render import render

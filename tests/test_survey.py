@@ -16,9 +16,9 @@ from rasterio.transform import from_origin
 from shapely.geometry import LineString, box
 
 from sandmine import survey as sv
-from sandmine.config import Params
-from sandmine.errors import SandmineError
-from sandmine.raster import Grid, to_crs, write_cog
+from sandmine.core.config import Params
+from sandmine.core.errors import SandmineError
+from sandmine.core.raster import Grid, to_crs, write_cog
 
 
 def _rivers_file(path: Path, lines: dict[str, LineString], crs: str = "EPSG:4326") -> Path:

@@ -136,7 +136,7 @@ def _labelbox_push(a: argparse.Namespace) -> None:
 
 
 def _survey(a: argparse.Namespace) -> None:
-    from sandmine.config import load_params
+    from sandmine.core.config import load_params
     from sandmine.steps import survey
 
     p = load_params(a.params)

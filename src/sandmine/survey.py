@@ -33,9 +33,9 @@ from shapely.geometry import box, shape
 from shapely.geometry.base import BaseGeometry
 from shapely.strtree import STRtree
 
-from sandmine.errors import SandmineError
-from sandmine.files import atomic_path
-from sandmine.raster import Grid, OverviewResampling, to_crs
+from sandmine.core.errors import SandmineError
+from sandmine.core.files import atomic_path
+from sandmine.core.raster import Grid, OverviewResampling, to_crs
 
 RES_M = 10.0
 PERIOD = re.compile(r"^(\d{4}-\d{2}-\d{2})/(\d{4}-\d{2}-\d{2})$")
@@ -571,7 +571,7 @@ def vrt_to_cog(
     import rasterio
     import rasterio.windows
 
-    from sandmine.raster import CogWriter, read_grid
+    from sandmine.core.raster import CogWriter, read_grid
 
     grid = read_grid(vrt)
     with rasterio.open(vrt) as src, CogWriter(dst, grid, "uint8", band_name, tags, resampling, nodata) as out:

@@ -31,11 +31,11 @@ from tqdm import tqdm
 
 from sandmine import monitoring, scale, webmap
 from sandmine import survey as sv
-from sandmine.config import Params
-from sandmine.errors import SandmineError
-from sandmine.files import fresh_dir, round_metrics, write_json
-from sandmine.metrics import level
-from sandmine.raster import Grid, ImageReader, has_valid_pixel, read_mask, to_crs, write_cog
+from sandmine.core.config import Params
+from sandmine.core.errors import SandmineError
+from sandmine.core.files import fresh_dir, round_metrics, write_json
+from sandmine.core.metrics import level
+from sandmine.core.raster import Grid, ImageReader, has_valid_pixel, read_mask, to_crs, write_cog
 from sandmine.steps.predicting import stitch, threshold
 
 log = logging.getLogger(__name__)
@@ -278,7 +278,7 @@ def _export_local(
 ) -> dict[tuple[str, str], tuple[Path, Path | None]]:
     """Scenes of `source.images_dir/<START_END>/*.tif` (named bands, any CRS) mosaicked onto each
     chunk's grid: the first scene (by name) with a valid pixel wins."""
-    from sandmine.raster import read_grid
+    from sandmine.core.raster import read_grid
     from sandmine.sources import local
 
     if not p.source.images_dir:

@@ -27,9 +27,9 @@ from shapely.affinity import translate
 from shapely.geometry import box
 from shapely.geometry.base import BaseGeometry
 
-from sandmine.bands import check_names
-from sandmine.config import WorldParams
-from sandmine.raster import Grid, utm_crs, write_cog
+from sandmine.core.bands import check_names
+from sandmine.core.config import WorldParams
+from sandmine.core.raster import Grid, utm_crs, write_cog
 from sandmine.sources.synthetic.layout import Mine, River, make_mines, stable_seed
 from sandmine.sources.synthetic.materials import Signatures, load_signatures
 from sandmine.sources.synthetic.render import band_names, render
