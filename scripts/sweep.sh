@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # The standard grid: queue one experiment per row, run them one at a time, print the leaderboard.
 # Queued experiments see only committed files: commit first. Extra rows: add a `q` line.
+# Rows run up to evaluate and infer: the river survey (stage survey) is for the model you choose, by dvc repro.
 # Usage: make sweep            (all rows)
 #        SWEEP_ONLY="rf sp" make sweep   (just those names)
 set -eu
 q() {  # q NAME -S key=value ...
   local name=$1; shift
   if [ -n "${SWEEP_ONLY:-}" ] && ! [[ " $SWEEP_ONLY " == *" $name "* ]]; then return; fi
-  dvc exp run --queue -n "$name" "$@"
+  dvc exp run --queue -n "$name" "$@" evaluate infer
 }
 IDX='model.indices=[NDWI,NDVI,MNDWI]'
 q unet-unet         -S model.encoder=unet -S model.decoder=unet

@@ -29,8 +29,8 @@ predict: {window_px: 64, stride_px: 32, discard_px: 8, batch_size: 8, blend: gau
   precision: "32"}
 evaluate: {roles: [test]}
 infer: {min_area_ha: 0.2}
-survey: {rivers: data/surveys/river.geojson, river_field: river, region: "", chunk_km: 2.0, cache_dir: .survey_cache,
-  periods: [2025-10-01/2025-12-31, 2026-04-01/2026-06-30]}
+survey: {rivers: data/surveys/river.geojson, river_field: river, region: "", chunk_km: 2.0, halo_px: 16,
+  cache_dir: .survey_cache, periods: [2025-10-01/2025-12-31, 2026-04-01/2026-06-30]}
 """
 
 

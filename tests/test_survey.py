@@ -276,9 +276,11 @@ def test_earth_engine_exports_one_composite_per_chunk_and_period(tmp_path, monke
     counts = survey.run(p, tmp_path / "model.pt", tmp_path / "out", tmp_path / "s.html", tmp_path / "s.json")
     assert [(c[0], c[1]) for c in calls] == [(92, "batch"), (91, "batch")]
     ids = [j[0] for j in calls[0][3]]
-    assert len(ids) == counts.chunks and all(i.endswith("_2025-10-01_2025-12-31") for i in ids)
+    assert len(ids) == counts.chunks and all(i.endswith("_h16_2025-10-01_2025-12-31") for i in ids)
     assert {j[2] for j in calls[0][3]} == {"2025-11-16"} and {j[2] for j in calls[1][3]} == {"2026-05-16"}
-    assert all(j[3].crs.to_epsg() == 32644 and j[3].height == 100 for j in calls[0][3])
+    # each chunk is exported with a margin of survey.halo_px on every side
+    assert all(j[3].crs.to_epsg() == 32644 and j[3].height == 100 + 2 * 16 for j in calls[0][3])
+    assert all(j[3].bounds[0] % 1000 == 1000 - 160 for j in calls[0][3])
 
 
 def test_cli_survey_names_a_bad_period(capsys):

@@ -253,9 +253,16 @@ class Chunk:
         top = (self.row + 1) * self.size_m
         return Grid(self.crs, from_origin(self.col * self.size_m, top, RES_M, RES_M), n, n)
 
-    @property
-    def bounds_4326(self) -> tuple[float, float, float, float]:
-        return to_crs(shapely.segmentize(self.square, self.size_m / 8), self.crs, "EPSG:4326").bounds
+    def grid_with(self, halo_px: int) -> Grid:
+        """The chunk's grid grown by `halo_px` on every side: images are exported and predicted with this
+        margin, so that the model sees what lies across the seam, then cut back to the chunk."""
+        g = self.grid
+        left, top = g.transform.c - halo_px * RES_M, g.transform.f + halo_px * RES_M
+        return Grid(self.crs, from_origin(left, top, RES_M, RES_M), g.height + 2 * halo_px, g.width + 2 * halo_px)
+
+    def bounds_4326(self, halo_px: int = 0) -> tuple[float, float, float, float]:
+        sq = self.square.buffer(halo_px * RES_M, join_style="mitre")
+        return to_crs(shapely.segmentize(sq, self.size_m / 8), self.crs, "EPSG:4326").bounds
 
     def aoi_mask(self, river: str | None = None) -> np.ndarray:
         """Pixels of the chunk (centre inside) in the buffer, of one river or all."""
@@ -264,6 +271,15 @@ class Chunk:
         if geom is None or geom.is_empty:
             return np.zeros((g.height, g.width), bool)
         return features.rasterize([(geom, 1)], out_shape=(g.height, g.width), transform=g.transform) > 0
+
+
+def read_inner(path: Path, halo_px: int, n: int) -> np.ndarray:
+    """Band 1 of a chunk raster exported with a margin of `halo_px`: the chunk's own n x n pixels."""
+    import rasterio
+    import rasterio.windows
+
+    with rasterio.open(path) as ds:
+        return ds.read(1, window=rasterio.windows.Window(halo_px, halo_px, n, n))
 
 
 def chunk_id(zone: Zone, size_m: float, col: int, row: int) -> str:

@@ -35,7 +35,7 @@ from sandmine.core.config import Params
 from sandmine.core.errors import SandmineError
 from sandmine.core.files import fresh_dir, round_metrics, write_json
 from sandmine.core.metrics import level
-from sandmine.core.raster import Grid, ImageReader, has_valid_pixel, read_mask, to_crs, write_cog
+from sandmine.core.raster import Grid, ImageReader, has_valid_pixel, to_crs, write_cog
 from sandmine.steps.predicting import stitch, threshold
 
 log = logging.getLogger(__name__)
@@ -95,6 +95,7 @@ def run(p: Params, model_path: Path, out_dir: Path, report_path: Path, metrics_p
     pixel_ha: dict[tuple[str, str], float] = defaultdict(float)  # (river, period) → predicted ha (pixels)
     truth_ha: dict[tuple[str, str], float] = defaultdict(float)
     files: dict[tuple[str, sv.Zone, str], list[tuple[Path, Grid]]] = defaultdict(list)  # (period, zone, kind)
+    halo = p.survey.halo_px
     for chunk in tqdm(chunks, desc="survey chunks", unit="chunk"):
         grid = chunk.grid
         aoi = chunk.aoi_mask()
@@ -103,7 +104,7 @@ def run(p: Params, model_path: Path, out_dir: Path, report_path: Path, metrics_p
         previous: tuple[sv.Period, np.ndarray] | None = None
         for period in periods:
             pair = (chunk.chunk_id, period.label)
-            q = np.where(aoi, read_mask(preds[pair], grid), 0).astype(np.uint8)
+            q = np.where(aoi, sv.read_inner(preds[pair], halo, grid.height), 0).astype(np.uint8)
             mask = sv.clean_inner(q >= level(thr), min_px) & aoi
             ctags = {**tags, "chunk_id": chunk.chunk_id, "period": period.label}
             folder = out_dir / "chunks" / period.label
@@ -121,7 +122,7 @@ def run(p: Params, model_path: Path, out_dir: Path, report_path: Path, metrics_p
             files[(period.label, chunk.zone, "mask")].append((mask_path, grid))
             mine_pieces += sv.pieces(mask, q / 255.0, chunk, (period.label,))
             truth_path = images[pair][1]
-            truth = read_mask(truth_path, grid) > 0 if truth_path is not None else None
+            truth = sv.read_inner(truth_path, halo, grid.height) > 0 if truth_path is not None else None
             for river, rm in river_masks.items():
                 pixel_ha[(river, period.label)] += float((mask & rm).sum()) * grid.pixel_area_ha
                 if truth is not None:
@@ -221,7 +222,8 @@ def _export_synthetic(
     out: dict[tuple[str, str], tuple[Path, Path | None]] = {}
     for c in chunks:
         name = max(c.rivers, key=lambda n: (c.river_aois[n].area, n))  # the chunk's main river draws it
-        key = _key({"world": dataclasses.asdict(p.world), "bands": p.bands, "river": worlds[name].properties()})
+        recipe = {"world": dataclasses.asdict(p.world), "bands": p.bands, "river": worlds[name].properties()}
+        key = _key({**recipe, "halo_px": p.survey.halo_px})
         for q in periods:
             img = cache / "images" / key / q.label / f"{c.chunk_id}.tif"
             truth = cache / "truth" / key / q.label / f"{c.chunk_id}.tif"
@@ -229,7 +231,8 @@ def _export_synthetic(
             if img.exists() and truth.exists():
                 counts.export_cached += 1
             else:
-                todo.append((worlds[name], c.grid, q.middle, img, truth, {"chunk_id": c.chunk_id, "period": q.label}))
+                tags = {"chunk_id": c.chunk_id, "period": q.label, "halo_px": str(p.survey.halo_px)}
+                todo.append((worlds[name], c.grid_with(p.survey.halo_px), q.middle, img, truth, tags))
     counts.exported += len(todo)
     _fan_out(
         _render_one,
@@ -265,10 +268,12 @@ def _export_gee(
         missing = [b for b in p.bands if b not in s.bands()]
         if missing:
             raise SandmineError(f"Earth Engine {g.product} exports have no band(s) {missing}", "params.yaml: bands")
-        jobs = [(f"{c.chunk_id}_{q.label}", c.bounds_4326, q.middle.isoformat(), c.grid) for c in chunks]
+        h = p.survey.halo_px
+        day = q.middle.isoformat()
+        jobs = [(f"{c.chunk_id}_h{h}_{q.label}", c.bounds_4326(h), day, c.grid_with(h)) for c in chunks]
         done = gee.export(jobs, s, g.mode, cache)
         for c in chunks:
-            out[(c.chunk_id, q.label)] = (done[f"{c.chunk_id}_{q.label}"], None)
+            out[(c.chunk_id, q.label)] = (done[f"{c.chunk_id}_h{h}_{q.label}"], None)
     counts.exported += len(out)  # the source's cache says what it did not export again
     return out
 
@@ -298,21 +303,23 @@ def _export_local(
         for s in scenes:
             g = read_grid(s)
             footprints.append((s, to_crs(box(*g.bounds), g.crs, "EPSG:4326")))
-        key = _key({"bands": p.bands, "scenes": [(str(s), s.stat().st_mtime_ns, s.stat().st_size) for s in scenes]})
+        files = [(str(s), s.stat().st_mtime_ns, s.stat().st_size) for s in scenes]
+        key = _key({"bands": p.bands, "scenes": files, "halo_px": p.survey.halo_px})
         for c in tqdm(chunks, desc=f"export (local {q.label})", unit="chunk"):
             img = cache / "images" / key / q.label / f"{c.chunk_id}.tif"
             out[(c.chunk_id, q.label)] = (img, None)
             if img.exists():
                 counts.export_cached += 1
                 continue
-            box4326 = box(*c.bounds_4326)
-            data = np.full((len(p.bands), c.grid.height, c.grid.width), np.nan, np.float32)
+            box4326 = box(*c.bounds_4326(p.survey.halo_px))
+            grid = c.grid_with(p.survey.halo_px)
+            data = np.full((len(p.bands), grid.height, grid.width), np.nan, np.float32)
             for s, fp in footprints:
                 if fp.intersects(box4326):
-                    part = local.read_geotiff(s, p.bands, c.grid)
+                    part = local.read_geotiff(s, p.bands, grid)
                     hole = np.isnan(data)
                     data[hole] = part[hole]
-            local.write_image(img, data, p.bands, c.grid, {"source": "local-geotiff", "date": q.middle.isoformat()})
+            local.write_image(img, data, p.bands, grid, {"source": "local-geotiff", "date": q.middle.isoformat()})
             counts.exported += 1
     return out
 
@@ -510,7 +517,7 @@ def _map(
         site = f"survey {zone.name}"
         obs = []
         for q in periods:
-            rgb, prob = _draw(zc, canvas, f, q, images, preds)
+            rgb, prob = _draw(zc, canvas, f, q, images, preds, p.survey.halo_px)
             sel = zone_mines[zone_mines.period == q.label]
             day = q.middle.isoformat()  # the map's date switch and chart place a period at its middle
             feats = [
@@ -579,6 +586,7 @@ def _draw(
     period: sv.Period,
     images: dict[tuple[str, str], tuple[Path, Path | None]],
     preds: dict[tuple[str, str], Path],
+    halo: int,
 ) -> tuple[np.ndarray, np.ndarray]:
     """True colour (H, W, 3) and probability (uint8) of one period on the canvas, chunk by chunk."""
     from sandmine.report import true_colour
@@ -593,12 +601,12 @@ def _draw(
         with ImageReader(img) as reader:
             names = [b for b in ("B4", "B3", "B2") if b in reader.bands] or reader.bands[:1]
         with ImageReader(img, names) as reader:
-            data = reader.read_rows(0, c.grid.height)
+            data = reader.read_rows(halo, halo + c.grid.height, halo, halo + c.grid.width)
         block = data.reshape(len(names), n, f, n, f)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN blocks (nodata) stay NaN
             rgb[: len(names), y : y + n, x : x + n] = np.nanmean(block, axis=(2, 4))
-        q = read_mask(preds[(c.chunk_id, period.label)], c.grid) * c.aoi_mask()
+        q = sv.read_inner(preds[(c.chunk_id, period.label)], halo, c.grid.height) * c.aoi_mask()
         prob[y : y + n, x : x + n] = q.reshape(n, f, n, f).mean(axis=(1, 3)).round().astype(np.uint8)
     return true_colour(rgb, ["B4", "B3", "B2"]), prob
 
