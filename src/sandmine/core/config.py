@@ -327,7 +327,8 @@ class SurveyParams:
     region: str = ""  # optional polygon file (any CRS): only the rivers' parts inside it
     # START/END (both included), in date order, not overlapping: change is reported between consecutive ones
     periods: list[str] = param(["2025-10-01/2025-12-31", "2026-04-01/2026-06-30"], Items())
-    chunk_km: float = param(5.0, Range(ge=1, le=100))  # side of the UTM-aligned chunks (one task each)
+    # side of the UTM-aligned chunks (one task each); 4.8 km + 2 x 16 px halo = one 512 px window of the model
+    chunk_km: float = param(4.8, Range(ge=1, le=100))
     # margin exported and predicted around each chunk, then cut off: the model sees across the seam
     halo_px: int = param(16, Range(ge=0, le=256))
     cache_dir: str = ".survey_cache"  # chunk images and predictions, by what determines them: reruns add only new ones

@@ -36,6 +36,7 @@ from sandmine.core.errors import SandmineError
 from sandmine.core.files import fresh_dir, round_metrics, write_json
 from sandmine.core.metrics import level
 from sandmine.core.raster import Grid, ImageReader, has_valid_pixel, to_crs, write_cog
+from sandmine.core.windows import starts
 from sandmine.steps.predicting import stitch, threshold
 
 log = logging.getLogger(__name__)
@@ -76,6 +77,16 @@ def run(p: Params, model_path: Path, out_dir: Path, report_path: Path, metrics_p
         buffer_km2,
         len(periods),
     )
+    side = int(round(p.survey.chunk_km * 1000 / sv.RES_M)) + 2 * p.survey.halo_px
+    if side > p.predict.window_px:
+        n = len(starts(side, p.predict.window_px, p.predict.stride_px)) ** 2
+        log.warning(
+            "a chunk with its halo is %d px, more than one %d px window: %d windows each; survey.chunk_km = "
+            "(predict.window_px - 2 * survey.halo_px) / 100 predicts each chunk in one window",
+            side,
+            p.predict.window_px,
+            n,
+        )
     cache = Path(p.survey.cache_dir).expanduser()
     counts = Counts(chunks=len(chunks), buffer_km2=buffer_km2, periods=[q.label for q in periods])
     counts.seconds["plan"] = time.perf_counter() - t0
