@@ -69,7 +69,8 @@ class Source:
         )
         inner = (slice(r0 - row0, r1 - row0), slice(c0 - col0, c1 - col0))
         out[0][(slice(None), *inner)] = x
-        for o, v in zip(out[1:], (y, a, wt)):
+        rest: tuple[np.ndarray, ...] = out[1:]
+        for o, v in zip(rest, (y, a, wt)):
             o[inner] = v
         return out
 
