@@ -136,9 +136,12 @@ def _labelbox_push(a: argparse.Namespace) -> None:
 
 
 def _survey(a: argparse.Namespace) -> None:
+    import logging
+
     from sandmine.core.config import load_params
     from sandmine.steps import survey
 
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")  # as the stage logs
     p = load_params(a.params)
     for key, value in (("rivers", a.rivers), ("river_field", a.river_field), ("region", a.region)):
         if value is not None:
