@@ -8,10 +8,13 @@ the device its device string names (resolved in the worker: `auto` is that worke
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import rasterio
@@ -125,16 +128,9 @@ def predict_many(
                 if parts != [None]:
                     join_tiles(job, done)
         return
-    from dask.distributed import Client, LocalCluster, as_completed
+    from dask.distributed import as_completed
 
-    os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "warning")  # worker processes inherit it
-    logging.getLogger("distributed").setLevel(logging.WARNING)
-    cluster = None
-    if scheduler is None:
-        cluster = LocalCluster(
-            n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None, memory_limit=0
-        )
-    with Client(scheduler or cluster) as client:
+    with dask_client(workers, scheduler) as client:
         futures, joins = [], []
         for job, parts in plan:
             tile_futs = [
@@ -151,5 +147,43 @@ def predict_many(
                 fut.result()  # raises the task's error here
                 bar.update()
         client.gather(joins)
-    if cluster is not None:
-        cluster.close()
+
+
+@contextlib.contextmanager
+def dask_client(workers: int, scheduler: str | None = None) -> Iterator[Any]:
+    """A Dask client on `scheduler`, or on a LocalCluster of `workers` processes (one thread each, no
+    dashboard, no memory limit) that is closed afterwards. Distributed's logs are kept to warnings."""
+    from dask.distributed import Client, LocalCluster
+
+    os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "warning")  # worker processes inherit it
+    logging.getLogger("distributed").setLevel(logging.WARNING)
+    cluster = None
+    if scheduler is None:
+        cluster = LocalCluster(
+            n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None, memory_limit=0
+        )
+    try:
+        with Client(scheduler or cluster) as client:
+            yield client
+    finally:
+        if cluster is not None:
+            cluster.close()
+
+
+def run_many(fn: Callable[..., object], args: list[tuple], workers: int, scheduler: str | None, desc: str) -> None:
+    """`fn(*a)` for every `a`, with a progress bar: in this process with no workers and no scheduler,
+    else as Dask tasks; the first task that fails raises here."""
+    from tqdm import tqdm
+
+    if not args:
+        return
+    if workers == 0 and scheduler is None:
+        for a in tqdm(args, desc=desc, unit="task"):
+            fn(*a)
+        return
+    from dask.distributed import as_completed
+
+    with dask_client(workers, scheduler) as client:
+        futures = [client.submit(fn, *a, pure=False) for a in args]
+        for fut in tqdm(as_completed(futures), total=len(futures), desc=desc, unit="task"):
+            fut.result()

@@ -139,9 +139,9 @@ def run(p: Params, model_path: Path, out_dir: Path, report_path: Path, metrics_p
                 if truth is not None:
                     truth_ha[(river, period.label)] += float((truth & rm).sum()) * grid.pixel_area_ha
             if previous is not None:
-                before, classes = previous, monitoring.change(previous[1], mask)
+                classes = monitoring.change(previous[1], mask)
                 for k, name in monitoring.CHANGE_NAMES.items():
-                    change_pieces += sv.pieces(classes == k, None, chunk, (before[0].label, period.label, name))
+                    change_pieces += sv.pieces(classes == k, None, chunk, (previous[0].label, period.label, name))
             previous = (period, mask)
     mines = [m for m in sv.merge_seams(mine_pieces, by_id) if m.area_ha >= p.infer.min_area_ha]
     changes = [m for m in sv.merge_seams(change_pieces, by_id) if m.area_ha >= p.infer.min_area_ha]
@@ -245,7 +245,7 @@ def _export_synthetic(
                 tags = {"chunk_id": c.chunk_id, "period": q.label, "halo_px": str(p.survey.halo_px)}
                 todo.append((worlds[name], c.grid_with(p.survey.halo_px), q.middle, img, truth, tags))
     counts.exported += len(todo)
-    _fan_out(
+    scale.run_many(
         _render_one,
         [(*t, p.bands, p.world) for t in todo],
         p.predict.workers,
@@ -333,35 +333,6 @@ def _export_local(
             local.write_image(img, data, p.bands, grid, {"source": "local-geotiff", "date": q.middle.isoformat()})
             counts.exported += 1
     return out
-
-
-def _fan_out(fn: object, args: list[tuple], workers: int, scheduler: str | None, desc: str) -> None:
-    """Run `fn(*a)` for every `a`: in this process with no workers, else on Dask (local processes or `scheduler`)."""
-    if not args:
-        return
-    if workers == 0 and scheduler is None:
-        for a in tqdm(args, desc=desc, unit="chunk"):
-            fn(*a)  # type: ignore[operator]
-        return
-    import os
-
-    from dask.distributed import Client, LocalCluster, as_completed
-
-    os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "warning")  # as scale.py: worker processes inherit it
-    logging.getLogger("distributed").setLevel(logging.WARNING)
-    cluster = None
-    if scheduler is None:
-        cluster = LocalCluster(
-            n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None, memory_limit=0
-        )
-    try:
-        with Client(scheduler or cluster) as client:
-            futures = [client.submit(fn, *a, pure=False) for a in args]
-            for fut in tqdm(as_completed(futures), total=len(futures), desc=desc, unit="chunk"):
-                fut.result()
-    finally:
-        if cluster is not None:
-            cluster.close()
 
 
 # ----------------------------------------------------------------------------------------------- predict
