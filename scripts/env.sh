@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Source this: creates (once) and activates the project's virtual environment.
-# The environment lives outside the clone, keyed by a hash of the lock files and pyproject.toml,
-# so every clone on a machine shares it and a dependency change builds anew.
+# The environment lives outside the clone, keyed by a hash of the lock files it installs (the project itself
+# comes from PYTHONPATH, not pip), so every clone on a machine shares it, a dependency change (make lock) builds
+# anew, and an edit of pyproject.toml's tool settings does not.
 # requirements.lock pins runtime + dev (make repro, make test); SANDMINE_BENCH=1 builds and activates
 # a separate environment that adds requirements-bench.lock (torchgeo and Lightning, for bench/ only).
 set -euo pipefail
@@ -13,7 +14,7 @@ if [ "${SANDMINE_BENCH:-0}" = 1 ]; then
   _locks+=("$SANDMINE_ROOT/requirements-bench.lock")
   _kind="bench-"
 fi
-_key=$(cat "${_locks[@]}" "$SANDMINE_ROOT/pyproject.toml" | sha256sum | cut -c1-16)
+_key=$(cat "${_locks[@]}" | sha256sum | cut -c1-16)
 _venv="$_cache/venv-py311-$_kind$_key"
 _python="${SANDMINE_PYTHON:-$(command -v python3.11 || command -v python3)}"
 if [ ! -f "$_venv/.complete" ]; then

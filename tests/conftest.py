@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import shutil
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +19,15 @@ from sandmine.sources.synthetic.catalogue import observations_csv, sites_geojson
 # property tests draw the same examples on every run: a red CI run can be reproduced
 settings.register_profile("sandmine", derandomize=True, deadline=None)
 settings.load_profile("sandmine")
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Say the free space where the tests write: a run writes ~1.9 GB in all, a passed test's files go as it ends."""
+    free = shutil.disk_usage(tempfile.gettempdir()).free
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        reporter.write_line(f"sandmine: {free / 2**30:.1f} GiB free in {tempfile.gettempdir()}")
+
 
 # three small sites far apart (three clusters) plus one near the first
 TINY_SITES = [
