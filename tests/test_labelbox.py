@@ -108,8 +108,68 @@ def test_parse_pixel_row_repairs_self_intersection():
     assert [a.in_pixels for a in row.annotations] == [True, True]
     assert row.annotations[0].geometry.area == pytest.approx(81)
     assert row.annotations[1].geometry.is_valid
-    assert any("self-intersecting" in p for p in row.problems)
+    assert row.annotations[1].geometry.area == pytest.approx(50)  # both lobes of the bow tie (buffer(0) kept one)
+    assert "object 1 (mine) was self-intersecting; repaired into 2 part(s)" in row.problems
     assert row.annotations[0].confidence == "high"  # default when not answered
+
+
+def _objects(*objects: dict) -> dict:
+    row = copy.deepcopy(PIXEL_ROW)
+    row["projects"]["p1"]["labels"][0]["annotations"]["objects"] = list(objects)
+    return row
+
+
+def _conf(answer: str) -> list[dict]:
+    return [{"name": "confidence", "value": "confidence", "radio_answer": {"name": answer, "value": answer}}]
+
+
+def test_a_bounding_box_is_a_rectangle_in_pixels():
+    obj = {
+        "name": "mine",
+        "annotation_kind": "ImageBoundingBox",
+        "bounding_box": {"top": 5, "left": 2, "height": 4, "width": 10},
+    }
+    [ann] = parse_row(_objects(obj), "p1").annotations
+    assert ann.in_pixels and ann.geometry.bounds == (2, 5, 12, 9)
+
+
+def test_points_lines_and_masks_are_named_not_kept():
+    point = {"name": "mine", "geojson": {"type": "Point", "coordinates": [79.95, 25.93]}}
+    line = {"name": "mine", "geojson": {"type": "LineString", "coordinates": [[79.95, 25.93], [79.96, 25.94]]}}
+    mask = {"name": "mine", "annotation_kind": "ImageSegmentationMask", "mask": {"url": "https://x/m.png"}}
+    row = parse_row(_objects(point, line, mask), "p1")
+    assert row.annotations == []
+    assert row.problems == [
+        "object 0 (mine) is a Point, not an area; skipped",
+        "object 1 (mine) is a LineString, not an area; skipped",
+        "object 2 (mine) has no polygon (ImageSegmentationMask); skipped",
+    ]
+
+
+@pytest.mark.parametrize(
+    "answer, key",
+    [
+        ("low", "low"),
+        ("High", "high"),
+        ("low_confidence", "low"),
+        ("Medium confidence", "medium"),
+        ("MEDIUM", "medium"),
+    ],
+)
+def test_confidence_answers_as_other_ontologies_spell_them(answer, key):
+    obj = {**PIXEL_ROW["projects"]["p1"]["labels"][0]["annotations"]["objects"][0], "classifications": _conf(answer)}
+    row = parse_row(_objects(obj), "p1")
+    assert row.annotations[0].confidence == key and row.problems == []
+
+
+@pytest.mark.parametrize("answer", ["unsure", "high-ish or low", ""])
+def test_an_unknown_confidence_is_an_error_naming_row_and_answer(answer):
+    obj = {**PIXEL_ROW["projects"]["p1"]["labels"][0]["annotations"]["objects"][0], "classifications": _conf(answer)}
+    with pytest.raises(SandmineError) as err:
+        parse_row(_objects(obj), "p1")
+    text = str(err.value)
+    assert f"confidence '{answer}', not one of high, medium, low" in text and "son_a_2025-11-15" in text
+    assert "ontology" in text
 
 
 def test_rows_not_done_are_reported_not_parsed():

@@ -4,12 +4,12 @@ import json
 
 import numpy as np
 import pytest
-from shapely.geometry import Polygon, box
+from shapely.geometry import MultiPolygon, Polygon, box
 
 from sandmine.core.config import LabelsParams
 from sandmine.core.errors import SandmineError
 from sandmine.core.raster import to_crs
-from sandmine.core.schema import IGNORE, MINE, Annotation, LabelRow, rasterize_row
+from sandmine.core.schema import IGNORE, MINE, Annotation, LabelRow, rasterize_row, repaired
 from sandmine.labels import confidence_weights
 
 
@@ -40,6 +40,16 @@ def test_pixel_polygon_ignore_class_and_nodata(grid):
     assert (mask[0:5, 0:5] == MINE).all()
     assert (mask[40:50, 40:50] == IGNORE).all()
     assert (mask[:, -1] == IGNORE).all()
+
+
+def test_a_repaired_bow_tie_marks_both_lobes(grid):
+    bow = Polygon([(20, 20), (30, 30), (30, 20), (20, 30)])  # two triangles of 25 px² meeting at (25, 25)
+    fixed = MultiPolygon(repaired([bow]))
+    row = LabelRow("o", "done", [Annotation("mine", fixed, "high", True)])
+    mask, feats = rasterize_row(row, grid, np.ones((64, 80), bool), LabelsParams())
+    assert mask[25, 22] == MINE and mask[25, 28] == MINE  # the left and the right lobe (row, column)
+    assert mask[22, 25] == 0 and mask[28, 25] == 0  # the open sides, above and below the crossing
+    assert feats[0]["geometry"]["type"] == "MultiPolygon"
 
 
 def test_outside_polygon_and_disagreeing_answer_reported(grid):

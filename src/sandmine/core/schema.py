@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import shapely
 from rasterio.warp import transform_bounds
-from shapely.geometry import box, mapping
+from shapely.geometry import Polygon, box, mapping
 from shapely.geometry.base import BaseGeometry
 
 from sandmine.core.config import LabelsParams
@@ -37,6 +37,24 @@ class LabelRow:
     annotations: list[Annotation] = field(default_factory=list)
     activity: str | None = None
     problems: list[str] = field(default_factory=list)
+
+
+def geometry_parts(geom: BaseGeometry) -> list[BaseGeometry]:
+    """The simple geometries inside `geom`, collections and multi-geometries flattened."""
+    if hasattr(geom, "geoms"):
+        return [p for g in geom.geoms for p in geometry_parts(g)]
+    return [geom]
+
+
+def polygon_parts(geom: BaseGeometry) -> list[Polygon]:
+    """The non-empty polygons inside `geom` (a collection keeps its polygon parts)."""
+    return [p for p in geometry_parts(geom) if isinstance(p, Polygon) and not p.is_empty]
+
+
+def repaired(polygons: list[Polygon]) -> list[Polygon]:
+    """Self-intersecting polygons made valid with every lobe kept (`buffer(0)` keeps one lobe of a bow
+    tie); the lines and points a repair leaves (a spike, a doubled edge) are dropped."""
+    return [q for p in polygons for q in polygon_parts(shapely.make_valid(p))]
 
 
 def rasterize_row(row: LabelRow, grid: Grid, valid: np.ndarray, params: LabelsParams) -> tuple[np.ndarray, list[dict]]:

@@ -6,6 +6,7 @@ coordinates; geospatial (tile layer) projects give a `geojson` geometry in EPSG:
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -13,10 +14,12 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from shapely.geometry import Polygon, shape
+import shapely
+from shapely.geometry import Polygon, box, shape
 
+from sandmine.core.config import ConfidenceParams
 from sandmine.core.errors import SandmineError
-from sandmine.core.schema import Annotation, LabelRow
+from sandmine.core.schema import Annotation, LabelRow, polygon_parts, repaired
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +36,8 @@ def parse_row(row: dict, project_id: str | None = None) -> LabelRow:
     """Parse one export row (a pure function, tested on recorded rows).
 
     Raises:
-        SandmineError: the row lacks a global key or the project is not in it.
+        SandmineError: the row lacks a global key, is in several projects with none chosen, or an
+            object's confidence answer is none of the `train.confidence` keys.
     """
     data_row = row.get("data_row") or {}
     obs_id = data_row.get("global_key")
@@ -59,24 +63,55 @@ def parse_row(row: dict, project_id: str | None = None) -> LabelRow:
     ann = labels[-1].get("annotations") or {}  # the latest label wins
     out.activity = _radio(ann.get("classifications", []), "mine activity")
     for k, obj in enumerate(ann.get("objects") or []):
-        conf = _radio(obj.get("classifications", []), "confidence") or "high"
         name = obj.get("value") or obj.get("name") or ""
+        conf = _confidence(_radio(obj.get("classifications", []), "confidence"), obs_id, k, name)
         if "geojson" in obj:
             geom, in_px = shape(obj["geojson"]), False
         elif "polygon" in obj:
             pts = [(p["x"], p["y"]) for p in obj["polygon"]]
             geom, in_px = (Polygon(pts) if len(pts) >= 3 else Polygon()), True
+        elif "bounding_box" in obj:  # the rectangle tool: top, left, height, width in pixels
+            b = obj["bounding_box"]
+            geom, in_px = box(b["left"], b["top"], b["left"] + b["width"], b["top"] + b["height"]), True
         else:
-            out.problems.append(f"object {k} ({name}) has no polygon; skipped")
+            kind = obj.get("annotation_kind") or ", ".join(sorted(set(obj) - {"classifications"}))
+            out.problems.append(f"object {k} ({name}) has no polygon ({kind}); skipped")
+            continue
+        if geom.geom_type not in ("Polygon", "MultiPolygon"):
+            out.problems.append(f"object {k} ({name}) is a {geom.geom_type}, not an area; skipped")
             continue
         if not geom.is_valid:
-            geom = geom.buffer(0)
-            out.problems.append(f"object {k} ({name}) was self-intersecting; repaired")
+            parts = repaired(polygon_parts(geom))
+            geom = shapely.union_all(parts) if parts else Polygon()
+            out.problems.append(f"object {k} ({name}) was self-intersecting; repaired into {len(parts)} part(s)")
         if geom.is_empty:
             out.problems.append(f"object {k} ({name}) is empty; skipped")
             continue
         out.annotations.append(Annotation(name, geom, conf, in_px))
     return out
+
+
+CONFIDENCES = tuple(f.name for f in dataclasses.fields(ConfidenceParams))  # high, medium, low: train.confidence
+
+
+def _confidence(answer: str | None, obs_id: str, k: int, name: str) -> str:
+    """The confidence key of an answer: `high` when unanswered; `High`, `low_confidence` or
+    `Medium confidence` name theirs (ontologies spell options in many ways).
+
+    Raises:
+        SandmineError: any other answer (as the GeoJSON reader does: a weight is never guessed).
+    """
+    if answer is None:
+        return "high"
+    words = set(answer.lower().replace("_", " ").replace("-", " ").split())
+    found = [c for c in CONFIDENCES if c in words]
+    if len(found) == 1:
+        return found[0]
+    raise SandmineError(
+        f"object {k} ({name}) has confidence '{answer}', not one of {', '.join(CONFIDENCES)}",
+        f"Labelbox row {obs_id}",
+        "name the ontology's confidence options high, medium and low (any case), or leave the answer out for high",
+    )
 
 
 def read_ndjson(path: str | Path) -> Iterator[dict]:

@@ -21,16 +21,14 @@ import rasterio
 from pyproj import CRS as PyprojCRS
 from pyproj.exceptions import CRSError
 from rasterio.warp import Resampling, reproject
-from shapely import make_valid
-from shapely.geometry import MultiPolygon, Polygon, shape
-from shapely.geometry.base import BaseGeometry
+from shapely.geometry import MultiPolygon, shape
 from shapely.ops import unary_union
 
 from sandmine.core.bands import CATALOGUE
 from sandmine.core.config import ConfidenceParams
 from sandmine.core.errors import SandmineError
 from sandmine.core.raster import Grid, to_crs
-from sandmine.core.schema import Annotation, LabelRow
+from sandmine.core.schema import Annotation, LabelRow, geometry_parts, polygon_parts, repaired
 
 _BAND_FILE = re.compile(r"_(B\d[\dA])(?:_(\d+)m)?\.jp2$")
 
@@ -196,12 +194,12 @@ def geojson_labels(path: Path, obs_id: str) -> LabelRow:
         if kind in ("Point", "MultiPoint", "LineString", "MultiLineString"):
             row.problems.append(f"feature {k} is a {kind}, not a polygon; skipped")
             continue
-        polygons = _polygons(geom)
-        if kind == "GeometryCollection" and len(polygons) < len(_parts(geom)):
-            n = len(_parts(geom)) - len(polygons)
+        polygons = polygon_parts(geom)
+        if kind == "GeometryCollection" and len(polygons) < len(geometry_parts(geom)):
+            n = len(geometry_parts(geom)) - len(polygons)
             row.problems.append(f"feature {k} is a GeometryCollection: its {n} non-polygon part(s) skipped")
         if polygons and not all(p.is_valid for p in polygons):
-            polygons = [q for p in polygons for q in _polygons(make_valid(p))]  # unlike buffer(0), keeps both lobes
+            polygons = repaired(polygons)
             row.problems.append(f"feature {k} was self-intersecting; repaired")
         polygons = [p for p in polygons if p.area > 0]
         if not polygons:
@@ -250,18 +248,6 @@ def _geojson_features(doc: object, path: Path) -> list:
         if "geometry" in doc or doc.get("type") in ("Feature", *_GEOMETRY_TYPES):
             return [doc]
     raise SandmineError("not a GeoJSON FeatureCollection, list of features or Feature", str(path), _SAVE_AS)
-
-
-def _parts(geom: BaseGeometry) -> list[BaseGeometry]:
-    """The simple geometries inside `geom`, collections and multi-geometries flattened."""
-    if hasattr(geom, "geoms"):
-        return [p for g in geom.geoms for p in _parts(g)]
-    return [geom]
-
-
-def _polygons(geom: BaseGeometry) -> list[Polygon]:
-    """The non-empty polygons inside `geom` (a collection keeps its polygon parts)."""
-    return [p for p in _parts(geom) if isinstance(p, Polygon) and not p.is_empty]
 
 
 def write_image(path: Path, data: np.ndarray, bands: list[str], grid: Grid, tags: dict[str, str]) -> None:
