@@ -14,8 +14,10 @@ SLIC is read from git (`--before`, the last commit that had it). Usage:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.util
 import json
+import shutil
 import subprocess
 import tempfile
 import time
@@ -27,7 +29,7 @@ import torch
 from scipy import ndimage
 
 from sandmine import classical, prediction
-from sandmine.core.config import load_params
+from sandmine.core.config import Params, load_params
 from sandmine.models import baselines
 from sandmine.sources.synthetic.catalogue import LABELLED_DATES, catalogue, observations_csv, sites_geojson
 from sandmine.steps import annotate_pull, aoi, export, split
@@ -66,6 +68,7 @@ def hand_written(ref: str) -> Callable[..., np.ndarray]:
     assert spec and spec.loader
     old = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(old)
+    shutil.rmtree(path.parent)  # loaded: the copy is not needed on disk
 
     def slic(image: np.ndarray, step: int, compactness: float, mask: np.ndarray | None = None) -> np.ndarray:
         return old.slic(image, step, compactness) + 1  # it knew no mask: it segmented every pixel
@@ -90,7 +93,12 @@ def main() -> None:
     p = load_params(a.params)
     p.model.encoder, p.model.decoder, p.model.indices = "superpixel_gbm", "none", ["NDWI", "NDVI", "MNDWI"]
     torch.set_num_threads(p.train.threads)
-    folder = world(a.keep or Path(tempfile.mkdtemp(prefix="sandmine-sp-")), a.sites, a.params)
+    with contextlib.ExitStack() as stack:  # the world is deleted at the end unless --keep names its folder
+        root = a.keep or Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="sandmine-sp-")))
+        _run(a, p, world(root, a.sites, a.params))
+
+
+def _run(a: argparse.Namespace, p: Params, folder: Path) -> None:
     rows = read_split(folder / "split.csv")
     scenes, _, _ = load_scenes(p, folder / "images", folder / "labels", folder / "aoi", rows, ("train", "val"))
     train = [scenes[r["obs_id"]] for r in rows if r["role"] == "train"]
@@ -123,7 +131,8 @@ def main() -> None:
             f"{predict_s:.1f} | {summary['best_val_ap']:.4f} |",
             flush=True,
         )
-    print(f"\nscene: {a.scene_px} x {a.scene_px} px (val observations mirrored and tiled); world in {folder}")
+    kept = f"; world kept in {folder}" if a.keep else ""
+    print(f"\nscene: {a.scene_px} x {a.scene_px} px (val observations mirrored and tiled){kept}")
 
 
 if __name__ == "__main__":

@@ -35,7 +35,7 @@ from shapely.strtree import STRtree
 
 from sandmine.core.errors import SandmineError
 from sandmine.core.files import atomic_path
-from sandmine.core.raster import Grid, OverviewResampling, to_crs
+from sandmine.core.raster import Grid, OverviewResampling, rasterize, to_crs
 
 RES_M = 10.0
 PERIOD = re.compile(r"^(\d{4}-\d{2}-\d{2})/(\d{4}-\d{2}-\d{2})$")
@@ -267,10 +267,7 @@ class Chunk:
     def aoi_mask(self, river: str | None = None) -> np.ndarray:
         """Pixels of the chunk (centre inside) in the buffer, of one river or all."""
         geom = self.aoi if river is None else self.river_aois.get(river)
-        g = self.grid
-        if geom is None or geom.is_empty:
-            return np.zeros((g.height, g.width), bool)
-        return features.rasterize([(geom, 1)], out_shape=(g.height, g.width), transform=g.transform) > 0
+        return rasterize([] if geom is None else [geom], self.grid)
 
 
 def read_inner(path: Path, halo_px: int, n: int) -> np.ndarray:
