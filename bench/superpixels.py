@@ -8,7 +8,7 @@ superpixels that are more than one 4-connected piece, fit seconds, prediction se
 through the stitched inference, and validation AP (the train stage's `best_val_ap`). The hand-written
 SLIC is read from git (`--before`, the last commit that had it). Usage:
 
-    python bench/superpixels.py [--sites 8] [--scene-px 1000] [--before c5694c3] [--keep DIR]
+    python bench/superpixels.py [--sites 8] [--scene-px 1000] [--before 32f0841] [--keep DIR]
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from sandmine.sources.synthetic.catalogue import LABELLED_DATES, catalogue, obse
 from sandmine.steps import annotate_pull, aoi, export, split
 from sandmine.steps.common import read_split
 from sandmine.steps.predicting import stitch
-from sandmine.steps.train import load_scenes
+from sandmine.steps.train import open_scenes
 
 
 def world(folder: Path, n_sites: int, params: str) -> Path:
@@ -86,7 +86,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sites", type=int, default=8)
     ap.add_argument("--scene-px", type=int, default=1000)
-    ap.add_argument("--before", default="c5694c3", help="a commit with the hand-written SLIC")
+    ap.add_argument("--before", default="32f0841", help="a commit with the hand-written SLIC")
     ap.add_argument("--keep", type=Path, help="render the world here (and reuse it on the next run)")
     ap.add_argument("--params", default="params.yaml")
     a = ap.parse_args()
@@ -100,11 +100,12 @@ def main() -> None:
 
 def _run(a: argparse.Namespace, p: Params, folder: Path) -> None:
     rows = read_split(folder / "split.csv")
-    scenes, _, _ = load_scenes(p, folder / "images", folder / "labels", folder / "aoi", rows, ("train", "val"))
+    scenes, _, _ = open_scenes(p, folder / "images", folder / "labels", folder / "aoi", rows, ("train", "val"))
     train = [scenes[r["obs_id"]] for r in rows if r["role"] == "train"]
     val = [scenes[r["obs_id"]] for r in rows if r["role"] == "val"]
     chans = [*p.model.bands, *p.model.indices]
-    big = max(val, key=lambda s: s.image.shape[1] * s.image.shape[2]).image
+    largest = max(val, key=lambda s: s.shape[0] * s.shape[1])  # streamed scenes: read this one whole
+    big = largest.read(0, 0, *largest.shape)[0]
     reps = [-(-a.scene_px // n) for n in big.shape[1:]]
     scene = np.tile(np.concatenate([big, big[:, ::-1]], 1), (1, *reps))[:, : a.scene_px, : a.scene_px].copy()
     print(

@@ -115,3 +115,34 @@ def test_the_import_check_sees_a_missing_declaration(tmp_path):
     assert set(found) == {"numpy", "gcsfs.GCSFileSystem"}
     assert distribution("gcsfs.GCSFileSystem") == "gcsfs" and distribution("PIL.Image") == "pillow"
     assert distribution("google.cloud.storage") == "google-cloud-storage"
+
+
+def own_imports_missing(folder: Path) -> list[str]:
+    """`from sandmine.x import name` lines under `folder` whose name sandmine no longer has."""
+    import importlib
+
+    missing = []
+    for path in sorted(folder.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "sandmine":
+                module = importlib.import_module(node.module)
+                for alias in node.names:
+                    if hasattr(module, alias.name):
+                        continue
+                    try:
+                        importlib.import_module(f"{node.module}.{alias.name}")
+                    except ImportError:
+                        missing.append(f"{path.relative_to(folder.parent)}: from {node.module} import {alias.name}")
+    return missing
+
+
+def test_benches_and_scripts_import_what_sandmine_has():
+    """No test runs the benches (they take minutes): this keeps a renamed function from breaking one unseen."""
+    missing = own_imports_missing(ROOT / "bench") + own_imports_missing(ROOT / "scripts")
+    assert not missing, "; ".join(missing)
+
+
+def test_the_own_import_check_sees_a_removed_name(tmp_path):
+    (tmp_path / "bench").mkdir()
+    (tmp_path / "bench" / "old.py").write_text("from sandmine.steps.train import load_scenes\n")
+    assert own_imports_missing(tmp_path / "bench") == ["bench/old.py: from sandmine.steps.train import load_scenes"]
