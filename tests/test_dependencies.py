@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import importlib
 import importlib.metadata as md
 import re
 import sys
@@ -119,8 +120,6 @@ def test_the_import_check_sees_a_missing_declaration(tmp_path):
 
 def own_imports_missing(folder: Path) -> list[str]:
     """`from sandmine.x import name` lines under `folder` whose name sandmine no longer has."""
-    import importlib
-
     missing = []
     for path in sorted(folder.rglob("*.py")):
         for node in ast.walk(ast.parse(path.read_text(), str(path))):

@@ -14,12 +14,12 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-import shapely
 from shapely.geometry import Polygon, box, shape
 
 from sandmine.core.config import ConfidenceParams
 from sandmine.core.errors import SandmineError
 from sandmine.core.schema import Annotation, LabelRow, polygon_parts, repaired
+from sandmine.sources.local import one_area
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +82,7 @@ def parse_row(row: dict, project_id: str | None = None) -> LabelRow:
             continue
         if not geom.is_valid:
             parts = repaired(polygon_parts(geom))
-            geom = shapely.union_all(parts) if parts else Polygon()
+            geom = one_area(parts)
             out.problems.append(f"object {k} ({name}) was self-intersecting; repaired into {len(parts)} part(s)")
         if geom.is_empty:
             out.problems.append(f"object {k} ({name}) is empty; skipped")

@@ -21,7 +21,8 @@ import rasterio
 from pyproj import CRS as PyprojCRS
 from pyproj.exceptions import CRSError
 from rasterio.warp import Resampling, reproject
-from shapely.geometry import MultiPolygon, shape
+from shapely.geometry import MultiPolygon, Polygon, shape
+from shapely.geometry.base import BaseGeometry
 from shapely.ops import unary_union
 
 from sandmine.core.bands import CATALOGUE
@@ -205,9 +206,7 @@ def geojson_labels(path: Path, obs_id: str) -> LabelRow:
         if not polygons:
             row.problems.append(f"feature {k} has no polygon with area; skipped")
             continue
-        geom = polygons[0] if len(polygons) == 1 else MultiPolygon(polygons)
-        if not geom.is_valid:  # overlapping parts of a multi-polygon or collection
-            geom = unary_union(polygons)
+        geom = one_area(polygons)
         if crs != "EPSG:4326":
             geom = to_crs(geom, crs, "EPSG:4326")
         row.annotations.append(Annotation(cls, geom, conf, in_pixels=False))
@@ -248,6 +247,15 @@ def _geojson_features(doc: object, path: Path) -> list:
         if "geometry" in doc or doc.get("type") in ("Feature", *_GEOMETRY_TYPES):
             return [doc]
     raise SandmineError("not a GeoJSON FeatureCollection, list of features or Feature", str(path), _SAVE_AS)
+
+
+def one_area(polygons: list[Polygon]) -> BaseGeometry:
+    """One geometry of valid polygons: the polygon, their multi-polygon, or their union where parts overlap
+    (empty for none). The Labelbox reader assembles its repaired parts the same way."""
+    if not polygons:
+        return Polygon()
+    geom = polygons[0] if len(polygons) == 1 else MultiPolygon(polygons)
+    return geom if geom.is_valid else unary_union(polygons)
 
 
 def write_image(path: Path, data: np.ndarray, bands: list[str], grid: Grid, tags: dict[str, str]) -> None:
