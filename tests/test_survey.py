@@ -314,3 +314,19 @@ def test_a_mine_on_a_zone_boundary_is_one_polygon():
     whole = to_crs(mine, "EPSG:4326", "EPSG:32644").area / 10_000
     assert merged[0].area_ha == pytest.approx(whole, rel=0.03)
     assert {cid[:3] for cid in merged[0].chunks} == {"44N", "45N"} and merged[0].mean_prob == pytest.approx(0.9)
+
+
+def test_the_geopackage_is_the_same_file_on_every_run(tmp_path):
+    """GDAL stamps gpkg_contents with the wall clock; the survey fixes it so DVC sees the same output."""
+    import time
+
+    import pandas as pd
+
+    frames = {
+        "mines": gpd.GeoDataFrame({"area_ha": [1.0]}, geometry=[box(80.0, 25.0, 80.01, 25.01)], crs="EPSG:4326"),
+        "area": pd.DataFrame({"river": ["Son"], "mined_ha": [1.0]}),
+    }
+    sv.write_gpkg(tmp_path / "a.gpkg", frames)
+    time.sleep(0.05)  # the stamp has milliseconds
+    sv.write_gpkg(tmp_path / "b.gpkg", frames)
+    assert (tmp_path / "a.gpkg").read_bytes() == (tmp_path / "b.gpkg").read_bytes()

@@ -601,6 +601,9 @@ def write_gpkg(path: Path, layers: dict[str, object]) -> None:
     import pandas as pd
     import pyogrio
 
+    # GDAL writes the wall clock into gpkg_contents.last_change: a fixed stamp makes the file the same on every run
+    before = pyogrio.get_gdal_config_option("OGR_CURRENT_DATE")
+    pyogrio.set_gdal_config_options({"OGR_CURRENT_DATE": GPKG_STAMP})
     with atomic_path(path) as tmp:
         work = tmp.with_name(tmp.name + ".gpkg")  # GDAL picks the driver from the suffix
         try:
@@ -613,3 +616,7 @@ def write_gpkg(path: Path, layers: dict[str, object]) -> None:
             os.replace(work, tmp)
         finally:
             work.unlink(missing_ok=True)
+            pyogrio.set_gdal_config_options({"OGR_CURRENT_DATE": before})
+
+
+GPKG_STAMP = "2000-01-01T00:00:00.000Z"
