@@ -2,12 +2,13 @@
 SHELL := /bin/bash
 ENV := source scripts/env.sh &&
 
-.PHONY: help repro test lint sweep bench-env lock
+.PHONY: help repro test lint sweep kfold bench-env lock
 help:
 	@echo "make repro     set up the environment, run the pipeline (dvc repro), print the first numbers"
 	@echo "make test      set up the environment, run lint and the whole test suite"
 	@echo "make lint      ruff, the import layers (lint-imports) and mypy only"
 	@echo "make sweep     queue encoder x decoder experiments, run them, show the table"
+	@echo "make kfold     every fold of the default model and the random forest, mean ± sd per metric (~1 h)"
 	@echo "make bench-env the benches' own environment (adds requirements-bench.lock: torchgeo, Lightning)"
 	@echo "make lock      re-pin requirements.lock and requirements-bench.lock from pyproject.toml"
 
@@ -23,6 +24,13 @@ lint:
 
 sweep:
 	$(ENV) bash scripts/sweep.sh
+
+kfold:
+	$(ENV) python scripts/kfold.py queue default \
+	  && python scripts/kfold.py queue rf -S model.encoder=random_forest -S model.decoder=none \
+	     -S 'model.indices=[NDWI,NDVI,MNDWI]' \
+	  && dvc queue start -j 1 && while dvc queue status | grep -qE "Queued|Running"; do sleep 20; done \
+	  && python scripts/kfold.py show
 
 bench-env:
 	SANDMINE_BENCH=1 $(ENV) python -c "import torchgeo; print('bench environment:', torchgeo.__name__, torchgeo.__version__)" \

@@ -16,7 +16,8 @@ def args(p):
 
 
 def body(prm, a):
-    # DVCLive must not rewrite dvc.yaml or make experiments of its own (see FIELD_NOTES)
+    # DVCLive must not rewrite dvc.yaml (metrics and plots are declared there by hand) nor make experiments
+    # of its own (dvc exp run makes them); it wipes its folder unless resume=True (docs/experiments.md)
     with Live(str(a.live), dvcyaml=None, save_dvc_exp=False, report=None) as live:
 
         def on_epoch(epoch, metrics):

@@ -3,7 +3,7 @@
 On the CPU at `precision: 32` every helper here is the identity (same tensors, dtypes and ops), so
 CPU results stay byte for byte what they were before devices existed. On CUDA: deterministic algorithms where
 torch has them, a fixed cuBLAS workspace, channels-last memory, pinned host memory with
-non-blocking copies, and bf16 autocast when `precision` is `bf16` (README: *GPU*).
+non-blocking copies, and bf16 autocast when `precision` is `bf16` (docs/gpu.md).
 """
 
 from __future__ import annotations

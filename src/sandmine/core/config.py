@@ -125,13 +125,14 @@ SHARE = Range(ge=0, le=1)  # a probability or fraction, ends included
 WINDOW = Range(ge=32, multiple_of=32)  # encoders downsample by 32
 ROLES = ("train", "val", "test", "infer")
 DEVICE = Pattern(r"auto|cpu|cuda(?::(\d+))?", "auto | cpu | cuda | cuda:N")  # auto: CUDA when torch sees it
-PRECISION = Choice("32", "bf16")  # bf16: autocast to bfloat16 (README: GPU)
+PRECISION = Choice("32", "bf16")  # bf16: autocast to bfloat16 (docs/gpu.md)
 
 
 @dataclass
 class SourceParams:
     """Where images come from: the embedded synthetic world, or real services."""
 
+    # where images come from: synthetic (embedded world) | gee (Earth Engine) | local (your files)
     kind: str = param("synthetic", Choice("synthetic", "gee", "local"))
     images_dir: str = ""  # local: a folder of {obs_id}.tif (named bands) or {obs_id}.SAFE products
     rivers_file: str = ""  # a vector file of rivers (any CRS, e.g. drawn in QGIS) for real sources
@@ -147,8 +148,8 @@ class GeeParams:
     cs_threshold: float = param(0.6, SHARE)  # Cloud Score+ cs_cdf at or above which a pixel counts as clear
     # batch (tasks to a bucket) | direct (computePixels, small sites)
     mode: str = param("batch", Choice("batch", "direct"))
-    bucket: str = ""
-    prefix: str = "sandmine/exports"
+    bucket: str = ""  # Cloud Storage bucket that batch exports write to (mode: batch)
+    prefix: str = "sandmine/exports"  # folder inside the bucket for this project's exports
     max_retries: int = param(3, Range(ge=0))  # retries of a task that failed because Earth Engine was busy
     poll_s: float = param(30.0, Range(gt=0))  # first polling interval; grows 1.5x up to 10 min
     cache_dir: str = "~/.cache/sandmine/gee"  # finished exports, by what determines their pixels
@@ -159,7 +160,7 @@ class GeeParams:
 class WorldParams:
     """Knobs of the embedded synthetic world (ignored by real sources)."""
 
-    seed: int = param(7, SEED)
+    seed: int = param(7, SEED)  # seed of the whole synthetic world (layout, scenes, annotators)
     mine_density: float = param(1.0, Range(ge=0))  # scales the number of mining areas per km of river
     cloud_probability: float = param(0.3, SHARE)  # chance that an observation has clouds
     haze_probability: float = param(0.5, SHARE)  # chance of thin haze
@@ -171,10 +172,11 @@ class WorldParams:
 class LabelsParams:
     """How annotations are pulled and turned into masks."""
 
+    # synthetic (the world's annotators) | labelbox (project export) | geojson (labels.folder)
     source: str = param("synthetic", Choice("synthetic", "labelbox", "geojson"))
-    project_id: str = ""
+    project_id: str = ""  # Labelbox project id (labels.source: labelbox; LABELBOX_API_KEY from the environment)
     folder: str = ""  # geojson: a folder of {obs_id}.geojson files, any CRS
-    mine_classes: list[str] = param(["mine"], Items())
+    mine_classes: list[str] = param(["mine"], Items())  # class names that count as mine (case-insensitive)
     ignore_classes: list[str] = field(default_factory=lambda: ["ignore"])  # any class names, or none
     # false: a pixel is labelled when its centre lies in the polygon (unbiased area);
     # true: every pixel the polygon touches (the prior system's reference masks; grows mines ~1/2 px)
@@ -187,7 +189,9 @@ class AoiParams:
 
     # vector (source's rivers file) | water_index (derived from image)
     rivers: str = param("vector", Choice("vector", "water_index"))
+    # half-width of the river buffer in metres: pixels farther from the river are outside the AOI
     buffer_m: float = param(1000.0, Range(gt=0))
+    # river lines simplified by this many metres before buffering (the prior system's 250 m)
     simplify_m: float = param(250.0, Range(ge=0))
 
 
@@ -195,11 +199,13 @@ class AoiParams:
 class SplitParams:
     """Geographic split: sites clustered by location, whole clusters per role."""
 
+    # geographic clusters of sites (k-means on site centres); whole clusters go to one role
     n_clusters: int = param(5, Range(ge=2))
     val_clusters: int = param(1, COUNT)  # early stopping and the operating threshold need validation
-    test_clusters: int = param(1, Range(ge=0))
+    test_clusters: int = param(1, Range(ge=0))  # clusters held out for the evaluate stage's scores
+    # rotates which clusters are val and test (0, 1, … up to n_clusters - 1): k-fold runs
     fold: int = param(0, Range(ge=0))
-    seed: int = param(0, SEED)
+    seed: int = param(0, SEED)  # seed of the clustering
 
 
 @dataclass
@@ -207,13 +213,13 @@ class BaselineParams:
     """The classical baselines (model.encoder: random_forest | superpixel_gbm, decoder: none)."""
 
     pixels: int = param(200000, COUNT)  # training pixels sampled for the random forest
-    trees: int = param(60, COUNT)
-    depth: int = param(12, COUNT)
+    trees: int = param(60, COUNT)  # random forest: number of trees
+    depth: int = param(12, COUNT)  # random forest: maximum tree depth
     superpixel_px: int = param(12, COUNT)  # mean superpixel side (SLIC grid step)
-    compactness: float = param(0.3, Range(gt=0))
-    boost_trees: int = param(200, COUNT)
-    boost_depth: int = param(3, COUNT)
-    boost_lr: float = param(0.1, Range(gt=0))
+    compactness: float = param(0.3, Range(gt=0))  # superpixels: SLIC compactness (higher: squarer superpixels)
+    boost_trees: int = param(200, COUNT)  # superpixel classifier: gradient-boosting rounds
+    boost_depth: int = param(3, COUNT)  # superpixel classifier: depth of each tree
+    boost_lr: float = param(0.1, Range(gt=0))  # superpixel classifier: learning rate
 
 
 @dataclass
@@ -221,7 +227,8 @@ class ModelParams:
     """Encoder, decoder and the input channels of the segmentation model."""
 
     encoder: str = "resnet18"  # names from the model registry, checked by models.check when training starts
-    decoder: str = "unet"
+    decoder: str = "unet"  # unet | fpn | deeplabv3plus | upernet | segformer | progressive | linear | none (baselines)
+    # input channels taken from the export, by name (a subset of `bands`)
     bands: list[str] = param([*S2_L2A, "VV", "VH"], Items(*CATALOGUE))
     indices: list[str] = param([], Items(*INDICES, empty_ok=True))  # appended as channels
     weights: str | None = None  # null | ssl (the pretrain stage's encoder) | a local checkpoint file
@@ -233,31 +240,34 @@ class ModelParams:
 class ConfidenceParams:
     """Loss weight of a mine polygon's pixels by its annotation confidence (other pixels weigh 1)."""
 
-    high: float = param(1.0, Range(gt=0, le=1))
-    medium: float = param(0.75, Range(gt=0, le=1))
-    low: float = param(0.5, Range(gt=0, le=1))
+    high: float = param(1.0, Range(gt=0, le=1))  # weight of pixels in polygons marked high confidence
+    medium: float = param(0.75, Range(gt=0, le=1))  # weight of pixels in polygons marked medium confidence
+    low: float = param(0.5, Range(gt=0, le=1))  # weight of pixels in polygons marked low confidence
 
 
 @dataclass
 class TrainParams:
     """The fit loop."""
 
-    window_px: int = param(128, WINDOW)
-    batch_size: int = param(16, COUNT)
-    epochs: int = param(10, COUNT)
-    windows_per_epoch: int = param(384, COUNT)
-    val_windows: int = param(192, COUNT)
+    window_px: int = param(128, WINDOW)  # side of a training window in pixels (a multiple of 32)
+    batch_size: int = param(16, COUNT)  # windows per training batch
+    epochs: int = param(10, COUNT)  # most epochs (early stopping may end sooner)
+    windows_per_epoch: int = param(384, COUNT)  # training windows drawn per epoch, centred on AOI pixels
+    val_windows: int = param(192, COUNT)  # fixed validation windows scored each epoch (early stopping)
+    # AdamW learning rate of the decoder (and of the encoder, times encoder_lr_scale)
     lr: float = param(1e-3, Range(gt=0))
     # encoder learning rate = lr x this (e.g. 0.1 when fine-tuning weights; 0: the encoder does not learn)
     encoder_lr_scale: float = param(1.0, Range(ge=0))
-    weight_decay: float = param(1e-4, Range(ge=0))
+    weight_decay: float = param(1e-4, Range(ge=0))  # AdamW weight decay
+    # wbce (BCE with the mine weight from label counts) | dice | focal
     loss: str = param("wbce", Choice("wbce", "dice", "focal"))
     confidence: ConfidenceParams = field(default_factory=ConfidenceParams)
     patience: int = param(4, COUNT)  # epochs without improvement before stopping
-    seed: int = param(0, SEED)
+    seed: int = param(0, SEED)  # seed of windows, augmentations and initial weights
     device: str = param("auto", DEVICE)  # also runs pretrain; checked when the stage starts
+    # "32" (float32) | bf16 (bfloat16 autocast; loss and probabilities stay float32)
     precision: str = param("32", PRECISION)
-    threads: int = param(2, COUNT)
+    threads: int = param(2, COUNT)  # torch threads of the train stage
     # DataLoader processes reading training windows from the COGs (0: in the stage's own process);
     # the windows drawn are the same for any number
     workers: int = param(0, Range(ge=0))
@@ -270,44 +280,47 @@ class TrainParams:
 class SslParams:
     """Self-supervised pretraining of model.encoder on unlabelled AOI windows (stage pretrain)."""
 
+    # none (no pretraining: the stage writes a marker) | moco (MoCo v2 on unlabelled AOI windows)
     method: str = param("none", Choice("none", "moco"))
-    epochs: int = param(8, COUNT)
-    windows_per_epoch: int = param(512, COUNT)
-    window_px: int = param(64, WINDOW)
-    batch_size: int = param(32, COUNT)
-    lr: float = param(0.01, Range(gt=0))
-    temperature: float = param(0.2, Range(gt=0))
-    queue: int = param(2048, COUNT)
-    momentum: float = param(0.99, Range(ge=0, lt=1))
-    seed: int = param(0, SEED)
+    epochs: int = param(8, COUNT)  # pretraining epochs
+    windows_per_epoch: int = param(512, COUNT)  # windows drawn per pretraining epoch
+    window_px: int = param(64, WINDOW)  # side of a pretraining window in pixels
+    batch_size: int = param(32, COUNT)  # windows per pretraining batch
+    lr: float = param(0.01, Range(gt=0))  # SGD learning rate of the query encoder
+    temperature: float = param(0.2, Range(gt=0))  # InfoNCE softmax temperature
+    queue: int = param(2048, COUNT)  # negative keys kept in the MoCo queue
+    momentum: float = param(0.99, Range(ge=0, lt=1))  # momentum of the key encoder's moving average
+    seed: int = param(0, SEED)  # seed of windows, augmentations and initial weights
 
 
 @dataclass
 class PredictParams:
     """Stitched sliding-window prediction (window_px - 2 * discard_px >= stride_px: see check_grid)."""
 
-    window_px: int = param(512, WINDOW)
-    stride_px: int = param(480, COUNT)
-    discard_px: int = param(16, Range(ge=0))
-    batch_size: int = param(1, COUNT)
+    window_px: int = param(512, WINDOW)  # side of a prediction window in pixels (a multiple of 32)
+    stride_px: int = param(480, COUNT)  # step between prediction windows in pixels
+    discard_px: int = param(16, Range(ge=0))  # pixels dropped at each window edge (kept at raster edges)
+    batch_size: int = param(1, COUNT)  # windows per prediction batch (raise it on a GPU)
     # null: the checkpoint's operating threshold for `operating_point` (chosen on the val split)
     threshold: float | None = param(None, Range(gt=0, lt=1))
     # best_f1 (highest val pixel F1 in the AOI) | area (val predicted mined area = labelled area)
     operating_point: str = param("best_f1", Choice("best_f1", "area"))
+    # how overlapping windows are combined: gaussian (trust window centres) | mean
     blend: str = param("gaussian", Choice("mean", "gaussian"))
     device: str = param("auto", DEVICE)  # evaluate, infer (every Dask worker) and `sandmine predict`
     precision: str = param("32", PRECISION)  # also the train stage's predictions of val (the threshold)
     workers: int = param(1, Range(ge=0))  # Dask worker processes (0: no Dask)
-    scheduler: str | None = None
-    tile_rows: int = param(4096, COUNT)
-    threads: int = param(2, COUNT)
+    scheduler: str | None = None  # address of a running Dask scheduler (tcp://host:8786); null: a local cluster
+    tile_rows: int = param(4096, COUNT)  # rows of a large raster per Dask task
+    threads: int = param(2, COUNT)  # torch threads per prediction task
 
 
 @dataclass
 class EvaluateParams:
     """Scores on held-out observations."""
 
-    roles: list[str] = param(["test"], Items(*ROLES))
+    roles: list[str] = param(["test"], Items(*ROLES))  # split roles scored by the evaluate stage
+    # share of a mine that must be covered for it to count as found (and vice versa)
     object_overlap: float = param(0.3, Range(gt=0, le=1))
 
 
@@ -315,6 +328,7 @@ class EvaluateParams:
 class InferParams:
     """Monitoring outputs for observations with role `infer`."""
 
+    # minimum mapping unit: mines smaller than this (hectares) are dropped from masks and polygons
     min_area_ha: float = param(0.2, Range(ge=0))
 
 
@@ -339,6 +353,7 @@ class Params:
     """All of params.yaml."""
 
     source: SourceParams = field(default_factory=SourceParams)
+    # bands the export writes (names from core/bands.py; reflectance 0-1, SAR in dB, CLOUD 0-1)
     bands: list[str] = param(EXPORT_DEFAULT, Items(*CATALOGUE))
     world: WorldParams = field(default_factory=WorldParams)
     gee: GeeParams = field(default_factory=GeeParams)

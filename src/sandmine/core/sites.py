@@ -51,7 +51,7 @@ def read_sites(path: str | Path) -> dict[str, Site]:
     path = Path(path)
     where = str(path)
     if not path.exists():
-        raise SandmineError("sites file not found", where, "create it (see README, 'Sites and observations')")
+        raise SandmineError("sites file not found", where, "create it (see docs/pipeline.md, 'Sites and observations')")
     try:
         doc = json.loads(path.read_text(encoding="utf-8-sig"))  # a BOM, as some editors write it
     except json.JSONDecodeError as exc:
