@@ -18,11 +18,8 @@ from pathlib import Path
 
 from sandmine.core.errors import SandmineError
 from sandmine.core.files import write_text
-from sandmine.core.schema import NOT_MINE
+from sandmine.core.schema import VERDICT_CLASS
 
-# the class each verdict becomes for the label reader: unsure and unreviewed polygons (of an observation the
-# reviewer touched) are `ignore` (255, out of the loss), so an unchecked prediction is never taught as background
-VERDICT_CLASS = {"mine": "mine", "not_mine": NOT_MINE, "unsure": "ignore", "unreviewed": "ignore", "missed": "mine"}
 FORMAT_MEMBER = "sandmine_review"  # the FeatureCollection member that marks a decisions file
 Z95 = 1.959963984540054  # the standard normal's 97.5 % quantile
 

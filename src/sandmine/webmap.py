@@ -28,7 +28,7 @@ from shapely.geometry import box, mapping  # noqa: E402
 from sandmine.core.errors import SandmineError  # noqa: E402
 from sandmine.core.files import write_text  # noqa: E402
 from sandmine.core.raster import Grid, to_crs  # noqa: E402
-from sandmine.review import VERDICT_CLASS  # noqa: E402
+from sandmine.core.schema import VERDICT_CLASS  # noqa: E402
 
 log = logging.getLogger(__name__)
 

@@ -19,6 +19,9 @@ MINE, BACKGROUND, IGNORE = 1, 0, 255
 # a polygon a reviewer marked "not a mine" (the map reports' review): background, like any unlabelled pixel of a
 # done row, but named so it is kept in the label GeoJSON as the reviewer's negative and raises no problem line
 NOT_MINE = "not_mine"
+# the class each verdict of the map reports' review becomes: unsure and unreviewed polygons (of an observation the
+# reviewer touched) are `ignore` (255, out of the loss), so an unchecked prediction is never taught as background
+VERDICT_CLASS = {"mine": "mine", "not_mine": NOT_MINE, "unsure": "ignore", "unreviewed": "ignore", "missed": "mine"}
 
 
 @dataclass
