@@ -539,3 +539,25 @@ def test_true_colour_keeps_no_data_for_the_map():
     assert (plain[:, 20:] == 0).all()
     # the stretch is of the data alone: its 2–98 % span fills 0–1 whatever the no-data share
     assert abs(np.percentile(plain[:, :20], 98) - 1) < 0.01 and np.percentile(plain[:, :20], 2) < 0.01
+
+
+def test_review_drawing_cancels_and_needs_three_corners_inside_a_site(page, report):
+    grid = report[1]["obs"][-1]["grid"]
+    page.zoom_to_site()
+    page.page.click("#draw")
+    assert page.page.evaluate("document.getElementById('map').classList.contains('drawing')")
+    page.click_lonlat(*_pixel_lonlat(grid, 280, 150))
+    page.page.mouse.dblclick(*_xy(page, *_pixel_lonlat(grid, 280, 220)))  # two corners: not a polygon yet
+    assert "three corners" in page.page.inner_text("#review-state")
+    page.page.keyboard.press("Escape")
+    assert "cancelled" in page.page.inner_text("#review-state") and _counts(page)["missed"] == "0"
+    assert not page.page.evaluate("document.getElementById('map').classList.contains('drawing')")
+    page.page.evaluate("sandmine.map.setZoom(sandmine.map.getZoom() - 2, {animate: false})")
+    west, south = _pixel_lonlat(grid, grid.height + 60, -60)  # beyond the site's south-west corner
+    east, north = _pixel_lonlat(grid, grid.height + 20, -20)
+    page.page.click("#draw")
+    for lon, lat in ((west, south), (east, south), (east, north)):
+        page.click_lonlat(lon, lat)
+    page.page.click("#finish")
+    assert "inside a site" in page.page.inner_text("#review-state") and _counts(page)["missed"] == "0"
+    assert not page.errors
