@@ -139,3 +139,18 @@ def test_pull_writes_the_rasterisation_rule(tmp_path, grid):
     )
     doc = json.loads((tmp_path / "out" / "o.geojson").read_text())
     assert doc["all_touched"] is True  # the rule travels with the polygons, for confidence_weights
+
+
+def test_rasterize_row_not_mine_is_background_kept_without_a_problem(grid):
+    """A reviewer's "not a mine" (the map reports' review) is background and stays in the label GeoJSON;
+    a mine drawn over part of it wins there; other unknown classes are still reported."""
+    anns = [
+        Annotation("not_mine", Polygon([(0, 0), (20, 0), (20, 20), (0, 20)]), "high", True),
+        Annotation("mine", Polygon([(10, 10), (20, 10), (20, 20), (10, 20)]), "high", True),
+        Annotation("quarry", Polygon([(40, 40), (50, 40), (50, 50), (40, 50)]), "high", True),
+    ]
+    row = LabelRow("o", "done", anns)
+    mask, feats = rasterize_row(row, grid, np.ones((64, 80), bool), LabelsParams())
+    assert (mask[0:10, 0:20] == 0).all() and (mask[10:20, 10:20] == MINE).all() and (mask == MINE).sum() == 100
+    assert [f["properties"]["class"] for f in feats] == ["not_mine", "mine"]
+    assert row.problems == ["object 2 has unknown class 'quarry'; skipped"]

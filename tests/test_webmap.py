@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+from collections import Counter
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -320,6 +321,243 @@ def test_overlays_drawn_ahead_give_the_same_page(tmp_path, report):
           for k, n in monitoring.CHANGE_NAMES.items()}  # fmt: skip
     changes = [{"site_id": "son_dehri", "from": DATES[0], "to": DATES[1], "features": data["changes"], **ha}]
     medians = {"son_dehri": sum(f["properties"]["area_ha"] for f in median_feats)}
-    again = tmp_path / "again.html"
+    again = tmp_path / "again" / "map.html"  # the same name: the page names its review downloads after it
+    again.parent.mkdir()
     webmap.map_report({"son_dehri": obs}, changes, medians, True, again, {"son_dehri": median_feats})
     assert again.read_bytes() == path.read_bytes()
+
+
+# ------------------------------------------------------------------------------------------------ review
+
+
+PERIODS = ["2025-10-01_2025-12-31", "2026-03-01_2026-05-31"]
+
+
+def _survey_report(tmp_path: Path) -> tuple[Path, dict]:
+    """A survey-shaped report (as steps/survey.py `_map` makes it): one site per UTM zone, one observation per
+    period (obs_id = period label, date = its middle), polygons with period and river; the east 40 % of the
+    canvas has no imagery (NaN), as beside the river in the 120 km strip, with a high probability there."""
+    grid = grid_for_bounds((84.16, 24.89, 84.20, 24.92))
+    rng = np.random.default_rng(1)
+    obs = []
+    for period, middle in zip(PERIODS, ["2025-11-15", "2026-04-15"]):
+        rgb, _ = _scene(rng, (grid.height, grid.width))
+        prob = np.zeros((grid.height, grid.width))
+        for r0, r1, c0, c1 in [(150, 195, 60, 150), (130, 160, 170, 220), (210, 240, 190, 230)]:
+            prob[r0:r1, c0:c1] = 0.9
+        nodata = np.zeros(prob.shape, bool)
+        nodata[:, int(grid.width * 0.6) :] = True
+        prob[nodata] = 0.95  # what a model may say on filled no-data: must not show
+        rgb[nodata] = np.nan
+        q = np.rint(prob * 255).astype(np.uint8)
+        props = {"period": period, "river": "Son", "date": period, "obs_id": period}
+        feats = polygons(np.where(~nodata, prob, 0.0), grid, 0.5, 0.2, props)
+        area = sum(f["properties"]["area_ha"] for f in feats)
+        obs.append({"obs_id": period, "date": middle, "grid": grid, "rgb": rgb, "q": q, "features": feats,
+                    "area_ha": area, "nodata": nodata})  # fmt: skip
+    path = tmp_path / "survey.html"
+    webmap.map_report({"survey 45N": obs}, [], {}, True, path)
+    return path, {"obs": obs}
+
+
+def _xy(page: Page, lon: float, lat: float) -> tuple[float, float]:
+    return page.page.evaluate(
+        """([lat, lon]) => { const p = sandmine.map.latLngToContainerPoint([lat, lon]);
+             const r = document.getElementById('map').getBoundingClientRect(); return [p.x + r.left, p.y + r.top]; }""",
+        [lat, lon],
+    )
+
+
+def _decide(page: Page, feature: dict, verdict: str) -> None:
+    """A verdict from the polygon's popup (a change polygon drawn above it shows the same buttons)."""
+    page.page.evaluate("sandmine.map.closePopup()")
+    page.page.wait_for_function("!document.querySelector('.leaflet-popup')")  # it fades out for 200 ms
+    page.click_lonlat(*_inside_only(feature, []))
+    page.page.click(f".leaflet-popup-content button[data-verdict='{verdict}']")
+
+
+def _pixel_lonlat(grid: Grid, row: float, col: float) -> tuple[float, float]:
+    x, y = grid.transform * (col, row)
+    p = to_crs(Point(x, y), grid.crs, "EPSG:4326")
+    return p.x, p.y
+
+
+def _draw(page: Page, grid: Grid, corners: list[tuple[float, float]]) -> None:
+    """Draw a polygon with the review's tool: a click per corner (pixel row, col), a double click on the last."""
+    page.page.click("#draw")
+    for row, col in corners[:-1]:
+        page.click_lonlat(*_pixel_lonlat(grid, row, col))
+    page.page.mouse.dblclick(*_xy(page, *_pixel_lonlat(grid, *corners[-1])))
+
+
+def _counts(page: Page) -> dict[str, str]:
+    return {k: page.page.inner_text(f"#n-{k}") for k in ("mine", "not_mine", "unsure", "left", "missed")}
+
+
+def test_review_round_trip_verdicts_reload_download_labels(page, report, tmp_path, capsys):
+    from sandmine import review
+    from sandmine.__main__ import main
+    from sandmine.core.config import LabelsParams
+    from sandmine.core.schema import IGNORE, MINE, rasterize_row
+    from sandmine.sources.local import geojson_labels
+
+    _, truth = report
+    latest = truth["obs"][-1]
+    feats = sorted(latest["features"], key=lambda f: -f["properties"]["area_ha"])
+    assert len(feats) >= 3
+    # the smallest is the new mine: a change polygon covers all of it, and its popup reviews the mine beneath
+    assert shape(truth["changes"][0]["geometry"]).buffer(1e-4).contains(shape(feats[2]["geometry"])) or any(
+        shape(c["geometry"]).buffer(1e-4).contains(shape(feats[2]["geometry"])) for c in truth["changes"]
+    )
+    total = sum(len(o["features"]) for o in truth["obs"])
+    page.zoom_to_site()
+    for f, verdict in zip(feats, ["mine", "not_mine", "unsure"]):
+        _decide(page, f, verdict)
+    assert _counts(page) == {"mine": "1", "not_mine": "1", "unsure": "1", "left": str(total - 3), "missed": "0"}
+    strokes = [page.page.locator(f"path.leaflet-interactive[stroke='{c}']").count()
+               for c in ("#2ecc40", "#cccccc", "#d040f0")]  # fmt: skip
+    assert strokes == [1, 1, 1]  # each verdict restyles its polygon
+    grid = latest["grid"]
+    missed = [(280, 150), (280, 220), (320, 220), (320, 150)]  # a square of 40 x 70 px with no prediction
+    _draw(page, grid, missed)
+    assert _counts(page)["missed"] == "1"
+    assert page.page.locator("path.leaflet-interactive[stroke='#00e5ff']").count() == 1
+
+    page.page.reload()
+    page.page.wait_for_selector("body[data-ready='1']")
+    assert _counts(page) == {"mine": "1", "not_mine": "1", "unsure": "1", "left": str(total - 3), "missed": "1"}
+    assert page.page.locator("path.leaflet-interactive[stroke='#2ecc40']").count() == 1
+    assert page.page.locator("path.leaflet-interactive[stroke='#00e5ff']").count() == 1
+    # the popup shows the verdict chosen before the reload
+    page.zoom_to_site()
+    page.click_lonlat(*_inside_only(feats[0], truth["changes"]))
+    assert page.page.inner_text(".leaflet-popup-content button.chosen") == "mine"
+
+    with page.page.expect_download() as info:
+        page.page.click("#download")
+    download = tmp_path / "decisions.geojson"
+    info.value.save_as(download)
+    assert info.value.suggested_filename.startswith("review-map-") and not page.errors
+
+    decided = review.read_decisions(download)
+    s = review.summarise(decided)
+    assert s.counts == Counter(mine=1, not_mine=1, unsure=1, missed=1, unreviewed=len(feats) - 3)
+    assert list(s.by_obs) == [latest["obs_id"]]  # only the observation the reviewer touched
+    kept = next(f["properties"] for f in decided if f["properties"]["verdict"] == "mine")
+    first = feats[0]["properties"]
+    assert (kept["area_ha"], kept["mean_prob"]) == (first["area_ha"], first["mean_prob"])
+    assert kept["date"] == DATES[1] and kept["site_id"] == "son_dehri" and kept["decided_at"].endswith("Z")
+    drawn = next(f for f in decided if f["properties"]["verdict"] == "missed")
+    utm_ha = to_crs(shape(drawn["geometry"]), "EPSG:4326", grid.crs).area / 1e4
+    assert abs(drawn["properties"]["area_ha"] - utm_ha) < 0.01 * utm_ha and abs(utm_ha - 28) < 1  # 40 x 70 px of 10 m
+
+    # the label reader takes each observation's file as it is
+    files = review.split_labels(decided, tmp_path / "labels")
+    assert [f.name for f in files] == [f"{latest['obs_id']}.geojson"]
+    row = geojson_labels(files[0], latest["obs_id"])
+    classes = sorted(a.cls for a in row.annotations)
+    assert classes == sorted(["mine", "not_mine", "ignore", "mine"] + ["ignore"] * (len(feats) - 3))
+    assert {a.confidence for a in row.annotations} == {"high"}
+    valid = np.ones((grid.height, grid.width), bool)
+    mask, _ = rasterize_row(row, grid, valid, LabelsParams())
+    assert not row.problems
+    utm = [to_crs(shape(f["geometry"]), "EPSG:4326", grid.crs).representative_point() for f in feats[:3]]
+    (c0, r0), (c1, r1), (c2, r2) = (tuple(int(v) for v in ~grid.transform * (p.x, p.y)) for p in utm)
+    assert (mask[r0, c0], mask[r1, c1], mask[r2, c2], mask[300, 185]) == (MINE, 0, IGNORE, MINE)
+
+    main(["review-stats", str(download)])
+    out = capsys.readouterr().out
+    assert "precision 0.500 (1 mine / 2 decided), Wilson 95 % CI 0.095–0.905" in out
+    assert "missed mines drawn: 1" in out and latest["obs_id"] in out
+
+
+def test_review_of_the_survey_report_and_reports_do_not_mix(browser, tmp_path):
+    from sandmine import review
+
+    path, truth = _survey_report(tmp_path)
+    other, _ = _report(tmp_path)  # the map report, opened in the same browser storage (file:// shares it)
+    pg = Page(browser, path)
+    try:
+        first = truth["obs"][-1]
+        pg.page.click("a.zoom[data-site='survey 45N']")
+        pg.page.wait_for_timeout(400)
+        feats = sorted(first["features"], key=lambda f: -f["properties"]["area_ha"])
+        _decide(pg, feats[0], "mine")
+        _decide(pg, feats[1], "not_mine")
+        pg.page.reload()
+        pg.page.wait_for_selector("body[data-ready='1']")
+        assert _counts(pg)["mine"] == "1" and _counts(pg)["not_mine"] == "1"
+        with pg.page.expect_download() as info:
+            pg.page.click("#download")
+        info.value.save_as(tmp_path / "survey-decisions.geojson")
+        decided = review.read_decisions(tmp_path / "survey-decisions.geojson")
+        assert {f["properties"]["obs_id"] for f in decided} == {PERIODS[1]}
+        assert {f["properties"]["period"] for f in decided} == {PERIODS[1]}
+        assert {f["properties"]["date"] for f in decided} == {"2026-04-15"}
+        s = review.summarise(decided)
+        assert s.counts == Counter(mine=1, not_mine=1, unreviewed=len(feats) - 2)
+        page2 = pg.context.new_page()  # another report in the same storage starts with no decisions
+        page2.goto(other.as_uri())
+        page2.wait_for_selector("body[data-ready='1']")
+        assert page2.inner_text("#n-mine") == "0" and page2.inner_text("#n-not_mine") == "0"
+        assert not pg.errors
+    finally:
+        pg.close()
+
+
+def _alpha(uri: str) -> np.ndarray:
+    import base64
+    import io
+
+    return np.asarray(Image.open(io.BytesIO(base64.b64decode(uri.split(",", 1)[1]))).convert("RGBA"))[..., 3]
+
+
+def test_overlays_no_data_is_transparent(tmp_path):
+    """No data (NaN) draws nothing in the imagery and probability overlays, not black blocks."""
+    _, truth = _survey_report(tmp_path)
+    o = truth["obs"][0]
+    layers = webmap.overlays(o)
+    imagery, prob = _alpha(layers["imagery"]), _alpha(layers["probability"])
+    h, w = imagery.shape
+    west, east = slice(int(w * 0.05), int(w * 0.5)), slice(int(w * 0.7), int(w * 0.95))
+    rows = slice(int(h * 0.1), int(h * 0.9))
+    assert (imagery[rows, west] == 255).all() and (imagery[rows, east] == 0).all()
+    assert (prob[rows, east] == 0).all()  # a probability of 0.95 over no data is not shown
+    assert prob[rows, west].max() > 150  # the mines with data are
+    # the fraction of transparent imagery is the no-data fraction of the footprint
+    assert abs((imagery == 0).mean() - 0.4) < 0.06
+
+
+def test_true_colour_keeps_no_data_for_the_map():
+    from sandmine.report import true_colour
+
+    image = np.random.default_rng(0).uniform(0.05, 0.3, (3, 20, 30)).astype(np.float32)
+    image[:, :, 20:] = np.nan
+    rgb = true_colour(image, ["B4", "B3", "B2"], keep_nodata=True)
+    assert np.isnan(rgb[:, 20:]).all() and np.isfinite(rgb[:, :20]).all()
+    plain = true_colour(image, ["B4", "B3", "B2"])
+    assert (plain[:, 20:] == 0).all()
+    # the stretch is of the data alone: its 2–98 % span fills 0–1 whatever the no-data share
+    assert abs(np.percentile(plain[:, :20], 98) - 1) < 0.01 and np.percentile(plain[:, :20], 2) < 0.01
+
+
+def test_review_drawing_cancels_and_needs_three_corners_inside_a_site(page, report):
+    grid = report[1]["obs"][-1]["grid"]
+    page.zoom_to_site()
+    page.page.click("#draw")
+    assert page.page.evaluate("document.getElementById('map').classList.contains('drawing')")
+    page.click_lonlat(*_pixel_lonlat(grid, 280, 150))
+    page.page.mouse.dblclick(*_xy(page, *_pixel_lonlat(grid, 280, 220)))  # two corners: not a polygon yet
+    assert "three corners" in page.page.inner_text("#review-state")
+    page.page.keyboard.press("Escape")
+    assert "cancelled" in page.page.inner_text("#review-state") and _counts(page)["missed"] == "0"
+    assert not page.page.evaluate("document.getElementById('map').classList.contains('drawing')")
+    page.page.evaluate("sandmine.map.setZoom(sandmine.map.getZoom() - 2, {animate: false})")
+    west, south = _pixel_lonlat(grid, grid.height + 60, -60)  # beyond the site's south-west corner
+    east, north = _pixel_lonlat(grid, grid.height + 20, -20)
+    page.page.click("#draw")
+    for lon, lat in ((west, south), (east, south), (east, north)):
+        page.click_lonlat(lon, lat)
+    page.page.click("#finish")
+    assert "inside a site" in page.page.inner_text("#review-state") and _counts(page)["missed"] == "0"
+    assert not page.errors

@@ -4,6 +4,7 @@
     sandmine select --first 2025-10-01/2025-12-31 --second 2026-03-01/2026-05-31 --project P
     sandmine labelbox-push --project ID --dataset NAME --url https://storage.googleapis.com/b/{file}
     sandmine survey [--rivers my_rivers.gpkg] [--period 2025-10-01/2025-12-31 ...] [--out data/my_survey]
+    sandmine review-stats decisions.geojson [--labels-dir data/reviewed]
 
 The image needs band descriptions naming its bands (B2, B3, …, VV, VH) in the units of an
 Earth Engine export (reflectance, dB); the output is a uint8 COG (probability = value / 255).
@@ -153,6 +154,19 @@ def _survey(a: argparse.Namespace) -> None:
     survey.run(p, a.model, a.out, a.report, a.metrics)
 
 
+def _review_stats(a: argparse.Namespace) -> None:
+    from sandmine import review
+
+    features = review.read_decisions(a.decisions)
+    print(review.report(review.summarise(features), str(a.decisions)))
+    if a.labels_dir:
+        files = review.split_labels(features, a.labels_dir)
+        print(
+            f"{len(files)} label file(s) ({{obs_id}}.geojson) -> {a.labels_dir}: set labels.source: geojson, "
+            f"labels.folder: {a.labels_dir}"
+        )
+
+
 def _option(key: str, flag: str) -> Callable[[str], Any]:
     """An argparse `type=` that reads `flag` as params field `key` and applies that field's range check."""
     k = knob(key)
@@ -236,6 +250,9 @@ def parser() -> argparse.ArgumentParser:
     sv.add_argument("--out", type=Path, default=Path("data/survey"), help="mosaics, chunks and survey.gpkg")
     sv.add_argument("--report", type=Path, default=Path("reports/survey.html"))
     sv.add_argument("--metrics", type=Path, default=Path("metrics/survey.json"))
+    rv = sub.add_parser("review-stats", help="precision of the map from review decisions (reports' Review panel)")
+    rv.add_argument("decisions", type=Path, help="the GeoJSON downloaded from reports/map.html or reports/survey.html")
+    rv.add_argument("--labels-dir", type=Path, help="also write one {obs_id}.geojson per observation there (labels)")
     return parser
 
 
@@ -243,7 +260,8 @@ def main(argv: list[str] | None = None) -> None:
     from sandmine.core.errors import SandmineError
 
     a = parser().parse_args(argv)
-    commands = {"predict": _predict, "select": _select, "labelbox-push": _labelbox_push, "survey": _survey}
+    commands = {"predict": _predict, "select": _select, "labelbox-push": _labelbox_push, "survey": _survey,
+                "review-stats": _review_stats}  # fmt: skip
     try:
         commands[a.command](a)
     except SandmineError as exc:

@@ -15,14 +15,19 @@ import numpy as np  # noqa: E402
 from sandmine.core.pictures import save_png, stretch  # noqa: E402
 
 
-def true_colour(image: np.ndarray, bands: list[str]) -> np.ndarray:
-    """(H, W, 3) 0–1 RGB from B4, B3, B2 with a 2–98 % stretch (grey if bands are missing)."""
+def true_colour(image: np.ndarray, bands: list[str], keep_nodata: bool = False) -> np.ndarray:
+    """(H, W, 3) 0–1 RGB from B4, B3, B2 with a 2–98 % stretch over the pixels with data (grey if bands
+    are missing). No data (NaN in a band) is 0, or NaN with `keep_nodata` (the map report makes it transparent)."""
     if not all(b in bands for b in ("B4", "B3", "B2")):
-        g = np.nan_to_num(image[0])
-        rgb = np.repeat(g[..., None], 3, axis=2)
+        rgb = np.repeat(np.asarray(image[0])[..., None], 3, axis=2)
     else:
-        rgb = np.stack([np.nan_to_num(image[bands.index(b)]) for b in ("B4", "B3", "B2")], axis=-1)
-    return stretch(rgb)
+        rgb = np.stack([image[bands.index(b)] for b in ("B4", "B3", "B2")], axis=-1)
+    valid = np.isfinite(rgb).all(axis=-1)
+    # NaN left in: the percentiles are of the data, not of no-data counted as 0
+    out = stretch(rgb) if valid.any() else np.zeros(rgb.shape, np.float32)
+    if keep_nodata:
+        out[~valid] = np.nan
+    return out
 
 
 def overlay(rgb: np.ndarray, truth: np.ndarray | None, prob: np.ndarray, title: str, path: Path) -> None:

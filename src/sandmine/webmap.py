@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import html
 import io
 import json
@@ -27,6 +28,7 @@ from shapely.geometry import box, mapping  # noqa: E402
 from sandmine.core.errors import SandmineError  # noqa: E402
 from sandmine.core.files import write_text  # noqa: E402
 from sandmine.core.raster import Grid, to_crs  # noqa: E402
+from sandmine.core.schema import VERDICT_CLASS  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -126,16 +128,24 @@ def _png_uri(rgba: np.ndarray) -> str:
 
 
 def overlays(obs: dict) -> dict:
-    """Imagery and probability of one observation as Web Mercator PNG overlays with their bounds."""
+    """Imagery and probability of one observation as Web Mercator PNG overlays with their bounds.
+
+    No data (NaN in `obs["rgb"]`, see `report.true_colour(keep_nodata=True)`) is transparent in both.
+    """
     grid = obs["grid"]
-    stack = np.concatenate([np.moveaxis(np.asarray(obs["rgb"], np.float32), -1, 0), obs["q"][None] / 255.0])
-    warped, cover, bounds = warp_to_web_mercator(grid, stack)
-    safe = np.maximum(cover, 1e-6)
-    rgb = np.clip(warped[:3] / safe, 0, 1)  # undo the blend with the zero outside the footprint
+    rgb = np.moveaxis(np.asarray(obs["rgb"], np.float32), -1, 0)
+    valid = np.asarray(np.isfinite(rgb).all(axis=0), np.float32)
+    # warped with the data zeroed where there is none and a band of validity: the average of a web pixel over
+    # source pixels with and without data is undone by that band, which also says where to draw nothing
+    stack = np.concatenate([np.nan_to_num(rgb) * valid, (obs["q"] / 255.0 * valid)[None], valid[None]])
+    warped, _, bounds = warp_to_web_mercator(grid, stack)
+    data = warped[4]  # 0 outside the footprint and over no data
+    safe = np.maximum(data, 1e-6)
+    shown = (data > 0.5).astype(np.float32)
     prob = np.clip(warped[3] / safe, 0, 1)
-    imagery = np.dstack([*rgb, (cover > 0.5).astype(np.float32)])
+    imagery = np.dstack([*np.clip(warped[:3] / safe, 0, 1), shown])
     colours = plt.get_cmap("magma")(prob)
-    colours[..., 3] = np.clip((prob - 0.2) / 0.6, 0, 1) * 0.85 * (cover > 0.5)
+    colours[..., 3] = np.clip((prob - 0.2) / 0.6, 0, 1) * 0.85 * shown
     return {"bounds": bounds, "imagery": _png_uri(imagery), "probability": _png_uri(colours)}
 
 
@@ -245,7 +255,15 @@ table{border-collapse:collapse;margin:.3em 0}td,th{border:1px solid #999;padding
 .legend span{display:inline-block;width:12px;height:12px;margin-right:4px;vertical-align:middle}
 .note{color:#666;font-size:11px;margin:0}
 #warning{color:#b00;font-weight:bold}
-.leaflet-popup-content table td{border:none;padding:0 .4em 0 0}"""
+.leaflet-popup-content table td{border:none;padding:0 .4em 0 0}
+.verdicts{margin-top:.4em}.verdicts button,.review-panel button{font-size:12px;margin:2px 2px 0 0;cursor:pointer}
+button.chosen{background:#333;color:#fff;border-color:#333}
+.review-panel{background:#fff;padding:6px 8px;border-radius:4px;box-shadow:0 1px 5px rgba(0,0,0,.4);font-size:12px;
+max-width:250px}
+.review-panel table td{border:none;padding:0 .5em 0 0}.review-panel td+td{text-align:right;font-weight:bold}
+.review-panel .key{display:inline-block;width:14px;height:9px;border:2px solid;margin-right:5px;vertical-align:middle}
+.drawing,.drawing .leaflet-interactive{cursor:crosshair!important}
+.drawing .leaflet-overlay-pane .leaflet-interactive{pointer-events:none}"""
 
 _JS = r"""
 const DATA = JSON.parse(document.getElementById('sandmine-data').textContent);
@@ -257,7 +275,24 @@ const STYLE = {
   abandoned: {color: '#0af', weight: 1, fillColor: '#0af', fillOpacity: 0.45},
 };
 const LABELS = {area_ha: 'area (ha)', mean_prob: 'mean probability', date: 'date', obs_id: 'observation',
-                change: 'change', from: 'from', to: 'to', dates: 'dates', site_id: 'site'};
+                change: 'change', from: 'from', to: 'to', dates: 'dates', site_id: 'site', period: 'period',
+                river: 'river'};
+// review: a verdict per mine polygon and missed mines drawn by hand, kept in localStorage under the report's key
+const VERDICTS = {mine: 'mine', not_mine: 'not a mine', unsure: 'unsure'};
+const VSTYLE = {
+  mine: {color: '#2ecc40', weight: 3, fillColor: '#2ecc40', fillOpacity: 0.35, dashArray: null},
+  not_mine: {color: '#cccccc', weight: 2, fillColor: '#cccccc', fillOpacity: 0.05, dashArray: '4 4'},
+  unsure: {color: '#d040f0', weight: 2, fillColor: '#d040f0', fillOpacity: 0.25, dashArray: '2 5'},
+  missed: {color: '#00e5ff', weight: 3, fillColor: '#00e5ff', fillOpacity: 0.3, dashArray: null},
+};
+const STORE_KEY = 'sandmine-review:' + DATA.review.key;
+const review = {verdicts: {}, drawn: []};  // polygon id → {verdict, at}; drawn: missed mines
+const reviewLayers = {};  // polygon id → {layer, feature, site, d}
+let storageOk = true;
+try {
+  const kept = JSON.parse(localStorage.getItem(STORE_KEY) || 'null');
+  if (kept && kept.verdicts) { review.verdicts = kept.verdicts; review.drawn = kept.drawn || []; }
+} catch (e) { storageOk = false; }
 const map = L.map('map', {maxZoom: 19, zoomSnap: 0.25});
 map.createPane('imagery').style.zIndex = 350;
 map.createPane('probability').style.zIndex = 360;
@@ -266,11 +301,12 @@ const basemaps = {'No basemap (offline)': L.layerGroup(),
                                                         attribution: DATA.basemap.attribution})};
 basemaps['No basemap (offline)'].addTo(map);
 const groups = {imagery: L.layerGroup(), probability: L.layerGroup(), mines: L.layerGroup(),
-                change: L.layerGroup(), median: L.layerGroup(), outlines: L.layerGroup()};
+                change: L.layerGroup(), median: L.layerGroup(), outlines: L.layerGroup(), drawn: L.layerGroup()};
 const overlays = {'Imagery (true colour)': groups.imagery, 'Mine probability': groups.probability,
                   'Mine polygons': groups.mines, 'Change since the previous date': groups.change,
-                  'Temporal median polygons': groups.median, 'Site outlines': groups.outlines};
-['imagery', 'probability', 'mines', 'change', 'outlines'].forEach(k => groups[k].addTo(map));
+                  'Temporal median polygons': groups.median, 'Site outlines': groups.outlines,
+                  'Missed mines (drawn in review)': groups.drawn};
+['imagery', 'probability', 'mines', 'change', 'outlines', 'drawn'].forEach(k => groups[k].addTo(map));
 L.control.layers(basemaps, overlays, {collapsed: false}).addTo(map);
 L.control.scale({imperial: false, maxWidth: 200}).addTo(map);
 
@@ -283,6 +319,59 @@ function popup(props, title) {
     tr.insertCell().textContent = (k === 'area_ha') ? Number(v).toFixed(2) + ' ha' : String(v);
   }
   box.appendChild(t); return box;
+}
+function minePopup(id) {
+  const r = reviewLayers[id];
+  const box = popup(r.feature.properties, 'mine, ' + r.d.date);
+  const bar = document.createElement('div'); bar.className = 'verdicts';
+  bar.appendChild(document.createTextNode('Review: '));
+  for (const [v, label] of Object.entries(VERDICTS)) {
+    const b = document.createElement('button');
+    b.type = 'button'; b.className = 'verdict'; b.dataset.verdict = v; b.textContent = label;
+    b.classList.toggle('chosen', (review.verdicts[id] || {}).verdict === v);
+    b.addEventListener('click', () => {
+      setVerdict(id, v); bar.querySelectorAll('button').forEach(x => x.classList.toggle('chosen', x === b));
+    });
+    bar.appendChild(b);
+  }
+  box.appendChild(bar); return box;
+}
+function mines(s, d) {
+  return L.geoJSON(d.mines, {onEachFeature: (f, layer) => {
+    const id = s.id + '|' + d.obs_id + '|' + d.mines.features.indexOf(f);
+    reviewLayers[id] = {layer: layer, feature: f, site: s.id, d: d};
+    layer.setStyle(review.verdicts[id] ? VSTYLE[review.verdicts[id].verdict] : STYLE.mine);
+    layer.bindPopup(() => minePopup(id));
+  }});
+}
+function inRing(ring, x, y) {
+  let inside = false;
+  for (let i = 0, j = ring.length - 1; i < ring.length; j = i++) {
+    const [xi, yi] = ring[i], [xj, yj] = ring[j];
+    if ((yi > y) !== (yj > y) && x < (xj - xi) * (y - yi) / (yj - yi) + xi) inside = !inside;
+  }
+  return inside;
+}
+function mineAt(site, obs, ll) {  // the mine polygon of (site, observation) under a point, if any
+  return Object.keys(reviewLayers).find(id => {
+    const r = reviewLayers[id], g = r.feature.geometry;
+    if (r.site !== site || r.d.obs_id !== obs) return false;
+    const parts = g.type === 'Polygon' ? [g.coordinates] : g.coordinates;
+    const inside = ring => inRing(ring, ll.lng, ll.lat);
+    return parts.some(rings => inside(rings[0]) && !rings.slice(1).some(inside));
+  });
+}
+function changes(s, d) {  // drawn above the mines: a click on one also reviews the mine polygon beneath it
+  return L.geoJSON(d.change, {style: f => STYLE[f.properties.change] || STYLE.new, onEachFeature: (f, layer) => {
+    let at = null;
+    layer.on('click', e => { at = e.latlng; });  // before bindPopup's own handler: the content knows the point
+    layer.bindPopup(() => {
+      const box = popup(f.properties, f.properties.change + ' mining');
+      const id = at && mineAt(s.id, d.obs_id, at);
+      if (id) { box.appendChild(document.createElement('hr')); box.appendChild(minePopup(id)); }
+      return box;
+    });
+  }});
 }
 function polygons(fc, style, title) {
   return L.geoJSON(fc, {
@@ -304,11 +393,10 @@ for (const s of DATA.sites) {
     const img = L.imageOverlay(d.imagery, d.bounds, {pane: 'imagery', alt: 'imagery ' + d.obs_id});
     const prob = L.imageOverlay(d.probability, d.bounds, {pane: 'probability', alt: 'probability ' + d.obs_id});
     byDate[d.date] = {imagery: img, probability: prob,
-                      mines: polygons(d.mines, STYLE.mine, f => 'mine, ' + d.date),
-                      change: d.change ? polygons(d.change, f => STYLE[f.properties.change] || STYLE.new,
-                                                  f => f.properties.change + ' mining') : null};
+                      mines: mines(s, d),
+                      change: d.change ? changes(s, d) : null};
   }
-  sites[s.id] = {bounds: bounds, byDate: byDate, date: null};
+  sites[s.id] = {bounds: bounds, byDate: byDate, date: null, dates: Object.fromEntries(s.dates.map(d => [d.date, d]))};
   setDate(s.id, s.dates[s.dates.length - 1].date);
 }
 function setDate(site, date) {
@@ -336,7 +424,144 @@ Promise.all(uris.map(u => { const im = new Image(); im.src = u; return im.decode
       document.getElementById('warning').textContent = b.imagesFailed + ' image layer(s) failed to load';
     b.ready = '1';
   });
-window.sandmine = {map, sites, groups, setDate};
+
+const CLASS = DATA.review.classes;
+function saveReview() {
+  try { localStorage.setItem(STORE_KEY, JSON.stringify(review)); } catch (e) { storageOk = false; }
+  updatePanel();
+}
+function setVerdict(id, verdict) {
+  review.verdicts[id] = {verdict: verdict, at: new Date().toISOString()};
+  reviewLayers[id].layer.setStyle(VSTYLE[verdict]);
+  saveReview();
+}
+function geodesicHa(latlngs) {  // area on the sphere (as Leaflet.draw measures it), in ha
+  const r = Math.PI / 180; let a = 0;
+  for (let i = 0; i < latlngs.length; i++) {
+    const p = latlngs[i], q = latlngs[(i + 1) % latlngs.length];
+    a += (q.lng - p.lng) * r * (2 + Math.sin(p.lat * r) + Math.sin(q.lat * r));
+  }
+  return Math.abs(a * 6378137 * 6378137 / 2) / 1e4;
+}
+function addDrawn(rec) {
+  const layer = L.polygon(rec.ring.slice(0, -1).map(([lng, lat]) => [lat, lng]), VSTYLE.missed);
+  layer.bindPopup(() => {
+    const box = popup({area_ha: rec.area_ha, date: rec.date, obs_id: rec.obs_id}, 'missed mine (drawn)');
+    const b = document.createElement('button'); b.type = 'button'; b.className = 'delete'; b.textContent = 'delete';
+    b.addEventListener('click', () => {
+      review.drawn = review.drawn.filter(x => x.id !== rec.id); groups.drawn.removeLayer(layer); saveReview();
+    });
+    box.appendChild(b); return box;
+  });
+  groups.drawn.addLayer(layer);
+}
+// drawing a missed mine: a click adds a corner, a double click (or Finish) closes the polygon, Esc cancels
+let draft = null;
+function startDraw() {
+  if (draft) return;
+  map.closePopup();
+  draft = {latlngs: [], line: L.polyline([], {color: '#00e5ff', weight: 2, dashArray: '4 3', interactive: false}),
+           marks: L.layerGroup()};
+  draft.line.addTo(map); draft.marks.addTo(map);
+  map.getContainer().classList.add('drawing'); map.doubleClickZoom.disable();
+  panelState('Click the corners of the missed mine; double-click or Finish to close it, Esc to cancel.');
+}
+function endDraw(message) {
+  if (!draft) return;
+  map.removeLayer(draft.line); map.removeLayer(draft.marks); draft = null;
+  map.getContainer().classList.remove('drawing'); map.doubleClickZoom.enable();
+  panelState(message || '');
+}
+function finishDraw() {
+  if (!draft) return;
+  const pts = [];  // the clicks of a double click land on one spot: keep corners at least 4 px apart
+  for (const ll of draft.latlngs)
+    if (!pts.length || map.latLngToContainerPoint(ll).distanceTo(map.latLngToContainerPoint(pts[pts.length - 1])) >= 4)
+      pts.push(ll);
+  if (pts.length < 3) { panelState('A polygon needs three corners: click more, or Esc to cancel.'); return; }
+  const centre = L.latLngBounds(pts).getCenter();
+  const site = Object.keys(sites).find(k => sites[k].bounds.contains(centre));
+  if (!site) { endDraw('Not kept: draw a missed mine inside a site.'); return; }
+  const d = sites[site].dates[sites[site].date];
+  const period = (d.mines.features.find(f => f.properties.period) || {properties: {}}).properties.period;
+  const ring = pts.map(p => [+p.lng.toFixed(6), +p.lat.toFixed(6)]); ring.push(ring[0]);
+  const rec = {id: 'drawn-' + Date.now().toString(36) + '-' + review.drawn.length, site: site, obs_id: d.obs_id,
+               date: d.date, period: period, ring: ring, area_ha: +geodesicHa(pts).toFixed(4),
+               at: new Date().toISOString()};
+  review.drawn.push(rec); addDrawn(rec); endDraw('Missed mine kept (' + rec.area_ha.toFixed(2) + ' ha).');
+  saveReview();
+}
+map.on('click', e => { if (draft) { draft.latlngs.push(e.latlng); draft.line.addLatLng(e.latlng);
+  draft.marks.addLayer(L.circleMarker(e.latlng, {radius: 3, color: '#00e5ff', interactive: false})); } });
+map.on('dblclick', () => finishDraw());
+document.addEventListener('keydown', e => { if (e.key === 'Escape') endDraw('Drawing cancelled.'); });
+// the download: every polygon of each observation the reviewer touched (undecided ones as `ignore`, so an
+// unchecked prediction is never learnt as background) and the missed mines; EPSG:4326 GeoJSON
+function decisions() {
+  const touched = new Set(review.drawn.map(r => r.site + '|' + r.obs_id));
+  for (const id of Object.keys(review.verdicts))
+    if (reviewLayers[id]) touched.add(reviewLayers[id].site + '|' + reviewLayers[id].d.obs_id);
+  const features = [];
+  for (const [id, r] of Object.entries(reviewLayers)) {
+    if (!touched.has(r.site + '|' + r.d.obs_id)) continue;
+    const v = review.verdicts[id], verdict = v ? v.verdict : 'unreviewed', p = r.feature.properties;
+    features.push({type: 'Feature', geometry: r.feature.geometry, properties: {
+      class: CLASS[verdict], confidence: 'high', verdict: verdict, obs_id: r.d.obs_id, date: r.d.date,
+      site_id: r.site, period: p.period, area_ha: p.area_ha, mean_prob: p.mean_prob,
+      decided_at: v ? v.at : null, polygon: id}});
+  }
+  for (const r of review.drawn)
+    features.push({type: 'Feature', geometry: {type: 'Polygon', coordinates: [r.ring]}, properties: {
+      class: CLASS.missed, confidence: 'high', verdict: 'missed', obs_id: r.obs_id, date: r.date, site_id: r.site,
+      period: r.period, area_ha: r.area_ha, mean_prob: null, decided_at: r.at, polygon: r.id}});
+  return {type: 'FeatureCollection',
+          sandmine_review: {format: 1, report: DATA.review.key, page: DATA.review.name,
+                            exported_at: new Date().toISOString()},
+          features: features};
+}
+function download() {
+  const blob = new Blob([JSON.stringify(decisions(), null, 1) + '\n'], {type: 'application/geo+json'});
+  const a = document.createElement('a');
+  a.href = URL.createObjectURL(blob); a.download = 'review-' + DATA.review.name + '-' + DATA.review.key + '.geojson';
+  document.body.appendChild(a); a.click();
+  setTimeout(() => { URL.revokeObjectURL(a.href); a.remove(); }, 1000);
+}
+const Panel = L.Control.extend({onAdd: () => {
+  const div = L.DomUtil.create('div', 'review-panel');
+  div.innerHTML = "<b>Review</b> <span class='note'>(click a polygon)</span><table>" +
+    "<tr><td><span class='key' style='border-color:#2ecc40;background:#2ecc4060'></span>mine</td>" +
+    "<td id='n-mine'></td></tr>" +
+    "<tr><td><span class='key' style='border:2px dashed #999'></span>not a mine</td><td id='n-not_mine'></td></tr>" +
+    "<tr><td><span class='key' style='border:2px dotted #d040f0'></span>unsure</td><td id='n-unsure'></td></tr>" +
+    "<tr><td><span class='key' style='border-color:#ffdc00'></span>not reviewed</td><td id='n-left'></td></tr>" +
+    "<tr><td><span class='key' style='border-color:#00e5ff;background:#00e5ff50'></span>missed (drawn)</td>" +
+    "<td id='n-missed'></td></tr></table>" +
+    "<button type='button' id='draw'>Draw a missed mine</button> <button type='button' id='finish'>Finish</button> " +
+    "<button type='button' id='download'>Download decisions</button><p class='note' id='review-state'></p>";
+  L.DomEvent.disableClickPropagation(div); L.DomEvent.disableScrollPropagation(div);
+  div.querySelector('#draw').addEventListener('click', startDraw);
+  div.querySelector('#finish').addEventListener('click', finishDraw);
+  div.querySelector('#download').addEventListener('click', download);
+  return div;
+}});
+new Panel({position: 'bottomleft'}).addTo(map);
+function panelState(text) {
+  document.getElementById('review-state').textContent = text || (storageOk ? '' :
+    'This browser keeps nothing for file:// pages: download the decisions before closing.');
+  document.getElementById('finish').hidden = !draft; document.getElementById('draw').hidden = !!draft;
+}
+function updatePanel() {
+  const n = {mine: 0, not_mine: 0, unsure: 0};
+  for (const [id, v] of Object.entries(review.verdicts)) if (reviewLayers[id]) n[v.verdict] += 1;
+  for (const k of Object.keys(n)) document.getElementById('n-' + k).textContent = n[k];
+  const total = Object.keys(reviewLayers).length;
+  document.getElementById('n-left').textContent = total - n.mine - n.not_mine - n.unsure;
+  document.getElementById('n-missed').textContent = review.drawn.length;
+  Object.assign(document.body.dataset, {reviewMine: n.mine, reviewNotMine: n.not_mine, reviewUnsure: n.unsure,
+                                        reviewMissed: review.drawn.length});
+}
+review.drawn.forEach(addDrawn); panelState(''); updatePanel();
+window.sandmine = {map, sites, groups, setDate, review, decisions, startDraw, finishDraw};
 """
 
 
@@ -353,11 +578,15 @@ def map_report(
     mine probability as Web Mercator image overlays, mine polygons and change polygons with
     popups, the temporal median polygons, a layer control, a date switch, a scale bar and the
     mined area over time. An OpenStreetMap basemap can be switched on; offline it stays blank.
+    A review panel takes a verdict per mine polygon and missed mines drawn by hand, keeps them in
+    the browser (localStorage, keyed by a hash of the report's polygons) and downloads them as the
+    GeoJSON `review.read_decisions` reads.
 
     Args:
         by_site: per site its observations in date order, each with obs_id, date, grid, rgb
-            ((H, W, 3) 0–1), q ((H, W) uint8, probability × 255), features (mine polygons,
-            EPSG:4326 GeoJSON with area_ha and mean_prob) and area_ha.
+            ((H, W, 3) 0–1, NaN where there is no data: transparent), q ((H, W) uint8, probability
+            × 255), features (mine polygons, EPSG:4326 GeoJSON with area_ha and mean_prob, and
+            period / river when the survey has them) and area_ha.
         changes: per pair of consecutive dates: site_id, from, to, new/expanded/abandoned (ha)
             and features (change polygons with `change` and area_ha).
         medians: per site the mined area (ha) of the temporal median.
@@ -379,7 +608,7 @@ def map_report(
                     "date": o["date"],
                     "obs_id": o["obs_id"],
                     **(o.get("overlays") or overlays(o)),
-                    "mines": _collection(o["features"], ("area_ha", "mean_prob", "date", "obs_id")),
+                    "mines": _collection(o["features"], ("area_ha", "mean_prob", "date", "obs_id", "period", "river")),
                     "change": _collection(change["features"], ("change", "area_ha", "from", "to")) if change else None,
                 }
             )
@@ -393,7 +622,13 @@ def map_report(
                 "median": _collection(median, ("area_ha", "mean_prob", "dates")) if median else None,
             }
         )
-    data = json.dumps({"sites": sites, "basemap": BASEMAP}, separators=(",", ":")).replace("</", "<\\/")
+    # the review's decisions are kept in the browser under this key: the same report opened again finds them,
+    # another report (other polygons) does not (file:// pages share one storage)
+    polygons = json.dumps([[s["id"], [[d["obs_id"], d["mines"]] for d in s["dates"]]] for s in sites], sort_keys=True)
+    key = hashlib.sha256(polygons.encode()).hexdigest()[:16]
+    review = {"key": key, "name": path.stem, "classes": VERDICT_CLASS}
+    data = json.dumps({"sites": sites, "basemap": BASEMAP, "review": review}, separators=(",", ":"))
+    data = data.replace("</", "<\\/")
     parts = [
         "<!doctype html><html><head><meta charset='utf-8'>",
         "<meta name='viewport' content='width=device-width, initial-scale=1'>",
@@ -411,6 +646,11 @@ def map_report(
         f"probability 0.2 <span style='width:90px;background:linear-gradient(to right,{_magma_css()})'></span> 1</p>"
         "<p class='note'>Click a polygon for its area, probability and date; pick a date per site below; "
         "layers and the online basemap (off: the page needs no network) are at the top right.</p>"
+        "<p class='note' id='review-help'><b>Review</b> (panel at the bottom left of the map): mark each mine "
+        "polygon <i>mine</i>, <i>not a mine</i> or <i>unsure</i> in its popup, draw the mines the map missed, and "
+        "download the decisions as GeoJSON. This browser keeps them for this report across reloads. "
+        "<code>sandmine review-stats FILE</code> gives the map's precision, "
+        "<code>--labels-dir DIR</code> writes them as labels (<code>labels.source: geojson</code>).</p>"
     )
     parts.append("<table><tr><th>site</th><th>dates</th><th>latest (ha)</th><th>median (ha)</th></tr>")
     for site, obs in sorted(by_site.items()):

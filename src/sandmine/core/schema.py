@@ -16,6 +16,12 @@ from sandmine.core.errors import SandmineError
 from sandmine.core.raster import Grid, pixels_to_map, rasterize, to_crs
 
 MINE, BACKGROUND, IGNORE = 1, 0, 255
+# a polygon a reviewer marked "not a mine" (the map reports' review): background, like any unlabelled pixel of a
+# done row, but named so it is kept in the label GeoJSON as the reviewer's negative and raises no problem line
+NOT_MINE = "not_mine"
+# the class each verdict of the map reports' review becomes: unsure and unreviewed polygons (of an observation the
+# reviewer touched) are `ignore` (255, out of the loss), so an unchecked prediction is never taught as background
+VERDICT_CLASS = {"mine": "mine", "not_mine": NOT_MINE, "unsure": "ignore", "unreviewed": "ignore", "missed": "mine"}
 
 
 @dataclass
@@ -61,7 +67,8 @@ def rasterize_row(row: LabelRow, grid: Grid, valid: np.ndarray, params: LabelsPa
     """The (H, W) uint8 mask (0 not mine, 1 mine, 255 ignore) and features in EPSG:4326.
 
     Polygons are clipped to the image; those wholly outside are reported in `row.problems`.
-    Class names match `params.mine_classes` / `ignore_classes` in any case. `params.all_touched`
+    Class names match `params.mine_classes` / `ignore_classes` in any case; `not_mine` (`NOT_MINE`) is
+    background (0) unless a mine or ignore polygon covers it. `params.all_touched`
     picks the pixel rule (false: pixels whose centre lies inside; true: every pixel touched).
 
     Raises:
@@ -89,6 +96,8 @@ def rasterize_row(row: LabelRow, grid: Grid, valid: np.ndarray, params: LabelsPa
         elif ann.cls.lower() in ignore_classes:
             ignore_shapes.append(clipped)
             cls = "ignore"
+        elif ann.cls.lower() == NOT_MINE:
+            cls = NOT_MINE  # background: the mask starts at 0
         else:
             row.problems.append(f"object {k} has unknown class '{ann.cls}'; skipped")
             continue

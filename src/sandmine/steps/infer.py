@@ -112,7 +112,7 @@ def _observation(p: Params, r: dict, images: Path, out_dir: Path, thr: float) ->
     _geojson(out_dir / f"{obs_id}.geojson", feats)
     # true colour needs three bands (or the first, without them); its stretch is set by the whole image
     image = read_image(path, ["B4", "B3", "B2"] if {"B4", "B3", "B2"} <= set(names) else None)
-    rgb = report.true_colour(image.data, image.bands)
+    rgb = report.true_colour(image.data, image.bands, keep_nodata=True)  # no data: transparent on the map
     del image
     return {
         "obs_id": obs_id,

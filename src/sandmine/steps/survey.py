@@ -590,7 +590,7 @@ def _draw(
             rgb[: len(names), y : y + n, x : x + n] = np.nanmean(block, axis=(2, 4))
         q = sv.read_inner(preds[(c.chunk_id, period.label)], halo, c.grid.height) * c.aoi_mask()
         prob[y : y + n, x : x + n] = q.reshape(n, f, n, f).mean(axis=(1, 3)).round().astype(np.uint8)
-    return true_colour(rgb, ["B4", "B3", "B2"]), prob
+    return true_colour(rgb, ["B4", "B3", "B2"], keep_nodata=True), prob  # no data (NaN): transparent on the map
 
 
 def _summary(
