@@ -537,3 +537,86 @@ def test_scale_offset_without_raster_bands_follows_the_processing_baseline():
     assert catalogue.scale_offset(item("05.10"), "B02") == (1e-4, -0.1)
     assert catalogue.scale_offset(item("03.01"), "B02") == (1e-4, 0.0)
     assert catalogue.scale_offset(item("05.10", [{"scale": 2e-4, "offset": 0.5}]), "B02") == (2e-4, 0.5)
+
+
+# ------------------------------------------------------------------------------------- stages through STAC
+
+
+def _params(server: Loopback, tmp_path: Path):
+    from sandmine.core.config import load_params
+
+    p = load_params(Path(__file__).parents[1] / "params.yaml")
+    p.source.kind = "stac"
+    p.stac.url, p.stac.collections = server.url, ["sentinel-2-l2a", "sentinel-1-rtc"]
+    p.stac.cache_dir, p.stac.backoff_s, p.stac.chunk_px = str(tmp_path / "stac-cache"), 0.01, 64
+    return p
+
+
+def test_export_stage_writes_stac_images_and_the_manifest(server, tmp_path):
+    from sandmine.core.sites import read_manifest
+    from sandmine.sources.synthetic.catalogue import observations_csv, sites_geojson
+    from sandmine.steps import export
+
+    world(server)
+    sites, obs = tmp_path / "sites.geojson", tmp_path / "observations.csv"
+    sites.write_text(json.dumps(sites_geojson([("betwa_a", "Betwa", "Yamuna", LON, LAT, 0.6, 0.6)])))
+    obs.write_text(observations_csv(["betwa_a"], ["2025-11-15"], {}))
+    p = _params(server, tmp_path)
+    p.bands = ["B2", "B3", "B4", "B8", "B11", "VV", "VH", "CLOUD"]
+    export.run(p, sites, obs, tmp_path / "images", tmp_path / "source")
+    manifest = read_manifest(tmp_path / "images" / "manifest.csv")
+    assert [r["source"] for r in manifest] == ["stac"]
+    img = read_image(tmp_path / "images" / "betwa_a_2025-11-15.tif", ["B4", "VV"])
+    assert img.tags["source"] == "stac" and img.tags["site_id"] == "betwa_a"
+    assert np.nanmax(np.abs(img.data[1] + 10.0)) < 0.01 and 0.05 < np.nanmean(img.data[0]) < 0.2
+    p.bands = ["B2", "B10"]
+    with pytest.raises(SandmineError, match="no B10"):
+        export.run(p, sites, obs, tmp_path / "images", tmp_path / "source")
+
+
+def test_survey_of_two_chunks_runs_through_stac(server, tmp_path):
+    """A river 1.5 km long in 1 km chunks: two chunks × one period, each a composite of the period's items on
+    the chunk's grid (with its halo), predicted and written to the GeoPackage."""
+    torch = pytest.importorskip("torch")
+    import geopandas as gpd
+    import pyogrio
+    from shapely.geometry import LineString
+
+    from sandmine import models
+    from sandmine.steps import survey
+
+    bands = ["B2", "B3", "B4", "B8"]
+    lon, lat = 82.51, 24.402
+    world(server, lon, lat)
+    torch.manual_seed(0)
+    model = models.build("resnet18", "unet", bands)
+    meta = {"encoder": "resnet18", "decoder": "unet", "bands": bands, "mean": [0.1] * 4, "std": [0.05] * 4}
+    torch.save(models.save_checkpoint(model, meta), tmp_path / "model.pt")
+    utm = utm_crs(lon, lat)
+    x, y = Transformer.from_crs("EPSG:4326", utm, always_xy=True).transform(lon, lat)
+    x0, y0 = x // 1000 * 1000, y // 1000 * 1000  # a 1.5 km river in two 1 km chunks: x0 + 250 … x0 + 1750
+    back = Transformer.from_crs(utm, "EPSG:4326", always_xy=True)
+    line = LineString([back.transform(x0 + 250, y0 + 500), back.transform(x0 + 1750, y0 + 500)])
+    gpd.GeoDataFrame({"name": ["Son"]}, geometry=[line], crs="EPSG:4326").to_file(tmp_path / "rivers.geojson")
+    p = _params(server, tmp_path)
+    p.bands = bands
+    p.survey.rivers, p.survey.river_field = str(tmp_path / "rivers.geojson"), "name"
+    p.survey.periods, p.survey.chunk_km = ["2025-11-01/2025-11-30"], 1.0
+    p.survey.cache_dir, p.aoi.buffer_m = str(tmp_path / "cache"), 200.0
+    p.predict.workers, p.predict.threshold, p.predict.window_px, p.predict.stride_px = 0, 0.5, 64, 32
+    p.predict.device, p.predict.threads = "cpu", 1
+    out = tmp_path / "out"
+    counts = survey.run(p, tmp_path / "model.pt", out, tmp_path / "s.html", tmp_path / "s.json")
+    assert counts.chunks == 2 and counts.predicted == 2
+    cached = sorted((tmp_path / "stac-cache").glob("*.tif"))
+    assert len(cached) == 2 and all("_h16_2025-11-01_2025-11-30-" in c.name for c in cached)
+    for c in cached:
+        img = read_image(c)
+        assert img.tags["source"] == "stac" and img.tags["period"] == "2025-11-01_2025-11-30"
+        assert img.grid.height == img.grid.width == 100 + 2 * 16
+        # the whole period [11-01, 11-30]: items of 11-05, 11-10 and 11-20 (11-25 too cloudy)
+        assert img.tags["stac_items"].count("S2") == 3 and img.tags["date_end"] == "2025-11-30"
+    assert "chunks" in dict(pyogrio.list_layers(out / "survey.gpkg"))
+    searched = len(server.searches)
+    survey.run(p, tmp_path / "model.pt", out, tmp_path / "s.html", tmp_path / "s.json")
+    assert len(server.searches) == searched  # the second run reads the STAC cache
