@@ -366,6 +366,7 @@ def settings(server: Loopback, **kw):
     from sandmine.sources import stac
 
     base = {"url": server.url, "collections": ("sentinel-2-l2a", "sentinel-1-rtc"), "backoff_s": 0.01, "chunk_px": 64}
+    base["timeout_s"] = 10.0  # a request the loopback server never answers fails the test within seconds
     return stac.StacSettings(**(base | kw))
 
 
@@ -485,6 +486,26 @@ def test_no_retries_means_a_busy_catalogue_is_an_error(server, tmp_path):
         stac.export([job()], ["B2"], settings(server, retries=0), tmp_path / "cache")
 
 
+def test_a_cog_that_stays_busy_is_an_error(server, tmp_path):
+    """Without retries a COG read answered 503 fails: the retries above are what got through."""
+    from sandmine.sources import stac
+
+    world(server)
+    server.fail = {"search": 0, "tif": 1}
+    with pytest.raises(SandmineError, match="reading the items' COGs failed") as err:
+        stac.export([job()], ["B2"], settings(server, retries=0), tmp_path / "cache")
+    assert server.failed["tif"] == 1 and "stac.retries" in str(err.value)
+
+
+def test_cloud_alone_needs_no_reflectance(server, tmp_path):
+    from sandmine.sources import stac
+
+    world(server)
+    img = read_image(stac.export([job()], ["CLOUD"], settings(server), tmp_path / "cache")["o1"])
+    assert img.bands == ["CLOUD"] and np.allclose(img.data[0][:, -8:], 0.0)
+    assert np.allclose(img.data[0][:, :8], 1 / 3, atol=1e-3)
+
+
 def test_missing_item_names_site_dates_and_search(server, tmp_path):
     from sandmine.sources import stac
 
@@ -549,6 +570,7 @@ def _params(server: Loopback, tmp_path: Path):
     p.source.kind = "stac"
     p.stac.url, p.stac.collections = server.url, ["sentinel-2-l2a", "sentinel-1-rtc"]
     p.stac.cache_dir, p.stac.backoff_s, p.stac.chunk_px = str(tmp_path / "stac-cache"), 0.01, 64
+    p.stac.timeout_s = 10.0
     return p
 
 

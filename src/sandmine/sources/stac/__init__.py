@@ -117,7 +117,15 @@ def export_one(cat: object, job: Job, bands: list[str], s: StacSettings, dst: Pa
         parts.append(composite.backscatter(s1, s1_bands, job.grid, s))
         used += s1
     log.info("%s: %d item(s) from %s", job.who, len(used), what)
-    values = composite.compute(parts, s)
+    try:
+        values = composite.compute(parts, s)
+    except (OSError, RuntimeError) as exc:  # rasterio's RasterioIOError is an OSError; GDAL/curl failures
+        raise SandmineError(
+            f"{job.who}: reading the items' COGs failed ({type(exc).__name__}: {exc})",
+            str(what),
+            f"busy answers were retried {s.retries} time(s) with back-off: re-run later, or raise stac.retries "
+            "and stac.backoff_s",
+        ) from exc
     layers: dict[str, np.ndarray] = {}
     if s2_bands or "CLOUD" in bands:
         layers |= dict(zip(s2_bands, values[0])) | {"CLOUD": values[1]}

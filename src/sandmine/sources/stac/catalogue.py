@@ -121,12 +121,14 @@ def search(cat: Any, s: StacSettings, bbox: tuple[float, float, float, float], s
             collections=list(s.collections), bbox=list(bbox), datetime=what.datetime, max_items=s.max_items
         )
         items = list(found.items())
-    except Exception as exc:
+    except Exception as exc:  # pystac-client's APIError, requests' errors, a bad answer: the search failed
         raise SandmineError(
             f"the STAC search failed ({type(exc).__name__}: {exc})",
             str(what),
             f"check stac.url and stac.collections; busy answers were retried {s.retries} time(s)",
         ) from exc
+    if len(items) >= s.max_items:
+        log.warning("%s: stac.max_items = %d items read, more may exist: raise it", what, s.max_items)
     return items, what
 
 

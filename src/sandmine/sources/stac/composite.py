@@ -69,12 +69,13 @@ def optical(items: list, bands: list[str], grid: Grid, s: StacSettings) -> tuple
         scl = ds[keys["SCL"]].data[0]
         has_data = scl != 0  # SCL 0: no data (outside the tile's footprint or a gap)
         bad = da.isin(scl, list(s.mask_classes)) | ~has_data
-        refl = da.stack([_physical(ds, item, keys[b]) for b in bands])
-        layers.append(da.where(bad[None], np.float32(np.nan), refl))
+        if bands:
+            refl = da.stack([_physical(ds, item, keys[b]) for b in bands])
+            layers.append(da.where(bad[None], np.float32(np.nan), refl))
         masked.append(bad & has_data)
         seen.append(has_data)
-    stack = da.stack(layers).rechunk({0: -1})
-    median = da.nanmedian(stack, axis=0)
+    shape = (0, grid.height, grid.width)  # CLOUD alone needs no reflectance
+    median = da.nanmedian(da.stack(layers).rechunk({0: -1}), axis=0) if layers else da.zeros(shape, np.float32)
     n_seen = da.stack(seen).sum(axis=0)
     cloud = da.where(n_seen > 0, da.stack(masked).sum(axis=0) / da.maximum(n_seen, 1), np.nan).astype(np.float32)
     return median, cloud
