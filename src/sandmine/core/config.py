@@ -155,18 +155,20 @@ class GeeParams:
     rivers_asset: str = ""  # e.g. WWF/HydroSHEDS/v1/FreeFlowingRivers; empty: source.rivers_file
 
 
+EARTH_SEARCH = "https://earth-search.aws.element84.com/v1"  # Element 84's STAC API on AWS: no account
+HTTP_URL = Pattern(r"https?://\S+", "an http(s) URL")
+SCL_MASKED = [0, 1, 3, 8, 9, 10, 11]  # SCL: 0 no data, 1 saturated, 3 cloud shadow, 8/9 cloud, 10 cirrus, 11 snow
+
+
 @dataclass
 class StacParams:
     """A STAC API of Sentinel-2 L2A and Sentinel-1 COGs (source.kind: stac); no account (docs/stac.md)."""
 
-    # the STAC API's root (its /search is used)
-    url: str = param("https://earth-search.aws.element84.com/v1", Pattern(r"https?://\S+", "an http(s) URL"))
-    # collections searched: one of Sentinel-2 L2A (SCL band), one of Sentinel-1 (VV and VH: GRD or RTC)
-    collections: list[str] = param(["sentinel-2-l2a", "sentinel-1-grd"], Items())
+    url: str = param(EARTH_SEARCH, HTTP_URL)  # the STAC API's root; its /search is searched
+    collections: list[str] = param(["sentinel-2-l2a", "sentinel-1-grd"], Items())  # S2 L2A (SCL), S1 (VV, VH)
     max_cloud: float = param(60.0, Range(ge=0, le=100))  # Sentinel-2 items with eo:cloud_cover above this % are skipped
     window_days: int = param(30, COUNT)  # median composite over this many days centred on the observation's date
-    # SCL classes masked per pixel: 0 no data, 1 saturated, 3 cloud shadow, 8/9 cloud, 10 cirrus, 11 snow
-    mask_classes: list[int] = param([0, 1, 3, 8, 9, 10, 11], Items())
+    mask_classes: list[int] = param(SCL_MASKED, Items())  # SCL classes masked per pixel (see SCL_MASKED)
     max_items: int = param(200, COUNT)  # items read from one search at most (all collections together)
     retries: int = param(5, Range(ge=0, le=20))  # retries of a busy HTTP answer (429, 5xx): searches and COG reads
     backoff_s: float = param(1.0, Range(ge=0, le=60))  # back-off: search retry k waits backoff_s x 2^k, GDAL backoff_s
