@@ -594,6 +594,10 @@ def test_export_stage_writes_stac_images_and_the_manifest(server, tmp_path):
     p.bands = ["B2", "B10"]
     with pytest.raises(SandmineError, match="no B10"):
         export.run(p, sites, obs, tmp_path / "images", tmp_path / "source")
+    p.bands, p.stac.url = ["B2"], "https://planetarycomputer.microsoft.com/api/stac/v1"
+    with pytest.raises(SandmineError, match="signed URLs") as err:
+        export.run(p, sites, obs, tmp_path / "images", tmp_path / "source")
+    assert "stac.url" in str(err.value) and "docs/stac.md" in str(err.value)
 
 
 def test_survey_of_two_chunks_runs_through_stac(server, tmp_path):

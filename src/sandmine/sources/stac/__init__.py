@@ -40,7 +40,8 @@ __all__ = ["BANDS", "Job", "StacSettings", "check_bands", "export", "export_surv
 
 
 def settings(params: StacParams) -> StacSettings:
-    """The `stac` section of params.yaml as settings, its SCL classes checked."""
+    """The `stac` section of params.yaml as settings, its URL and SCL classes checked."""
+    catalogue.check_url(params.url)
     wrong = [c for c in params.mask_classes if not (isinstance(c, int) and 0 <= c <= 11)]
     if wrong:
         raise SandmineError(f"SCL classes {wrong} do not exist", "params.yaml: stac.mask_classes", "use classes 0 … 11")
