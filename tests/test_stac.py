@@ -228,17 +228,27 @@ def _bbox(epsg: int, left: float, top: float) -> list[float]:
 
 
 def s2_item(
-    server: Loopback, item_id: str, when: str, lon: float, lat: float, dn: int, cloud_cover: float, west_scl: int = 4
+    server: Loopback,
+    item_id: str,
+    when: str,
+    lon: float,
+    lat: float,
+    dn: int,
+    cloud_cover: float,
+    west_scl: int = 4,
+    planetary: bool = False,
 ) -> dict:
     """An Earth Search v1 sentinel-2-l2a item: asset keys blue…swir16 and scl, proj:epsg/transform/shape per asset,
     eo:bands, raster:bands scale 1e-4 offset −0.1 (processing baseline 05.00); reflectance DN `dn` (+ a per-band
-    offset) everywhere, SCL 4 (vegetation) in the east half of the tile and `west_scl` in the west half."""
+    offset) everywhere, SCL 4 (vegetation) in the east half of the tile and `west_scl` in the west half.
+    `planetary`: the Planetary Computer's shape instead: asset keys B02…B11 and SCL, no raster:bands."""
     epsg, left, top = _tile(lon, lat)
     crs = f"EPSG:{epsg}"
     assets = {}
-    for key, (name, res) in S2_KEYS.items():
+    for es_key, (name, res) in S2_KEYS.items():
+        key = name if planetary else es_key
         n = TILE_M // res
-        data = np.full((n, n), dn + OFFSETS[key], np.uint16)
+        data = np.full((n, n), dn + OFFSETS[es_key], np.uint16)
         path = f"cogs/{item_id}/{name}.tif"
         _cog(server.root / path, data, crs, from_origin(left, top, res, res), 0)
         assets[key] = {
@@ -254,11 +264,13 @@ def s2_item(
             ],
             "roles": ["data", "reflectance"],
         }
+        if planetary:
+            del assets[key]["raster:bands"]
     n = TILE_M // 20
     scl = np.full((n, n), 4, np.uint8)
     scl[:, : n // 2] = west_scl
     _cog(server.root / f"cogs/{item_id}/SCL.tif", scl, crs, from_origin(left, top, 20, 20), 0)
-    assets["scl"] = {
+    assets["SCL" if planetary else "scl"] = {
         "href": f"{server.url}/cogs/{item_id}/SCL.tif",
         "type": "image/tiff; application=geotiff; profile=cloud-optimized",
         "proj:epsg": epsg,
@@ -267,6 +279,8 @@ def s2_item(
         "raster:bands": [{"nodata": 0, "data_type": "uint8", "spatial_resolution": 20, "unit": "1"}],
         "roles": ["data"],
     }
+    if planetary:
+        del assets["SCL"]["raster:bands"]
     return _write_item(
         server,
         item_id,
@@ -452,6 +466,21 @@ def test_export_composite_masks_scl_in_project_units_over_byte_ranges(server, tm
         f"range requests: {sum(server.ranges.values())} over {len(tifs)} COGs; B02 of one item: "
         f"{server.ranges[blue]} requests, {server.sent[blue]} of {size} bytes"
     )
+
+
+def test_planetary_computer_shaped_items_give_the_same_composite(server, tmp_path):
+    """Asset keys B02…/SCL and no raster:bands (DN / 10 000 − 0.1 from the processing baseline): the same values."""
+    from sandmine.sources import stac
+
+    s2_item(server, "pc1", "2025-11-05", LON, LAT, 2000, 10.0, planetary=True)
+    s2_item(server, "pc2", "2025-11-10", LON, LAT, 2500, 40.0, west_scl=9, planetary=True)
+    s2_item(server, "pc3", "2025-11-20", LON, LAT, 3500, 20.0, planetary=True)
+    item = json.loads((server.root / "items" / "pc1.json").read_text())
+    assert {"B02", "B11", "SCL"} <= set(item["assets"]) and "raster:bands" not in item["assets"]["B02"]
+    img = read_image(stac.export([job()], ["B2", "B11", "CLOUD"], settings(server), tmp_path / "cache")["o1"])
+    assert np.allclose(img.data[0][:, -8:], 2500 * 1e-4 - 0.1, atol=1.5e-4)
+    assert np.allclose(img.data[1][:, :8], ((2000 + 3500) / 2 + OFFSETS["swir16"]) * 1e-4 - 0.1, atol=1.5e-4)
+    assert np.allclose(img.data[2][:, :8], 1 / 3, atol=1e-3)
 
 
 def test_export_is_cached(server, tmp_path):
