@@ -132,8 +132,8 @@ PRECISION = Choice("32", "bf16")  # bf16: autocast to bfloat16 (docs/gpu.md)
 class SourceParams:
     """Where images come from: the embedded synthetic world, or real services."""
 
-    # where images come from: synthetic (embedded world) | gee (Earth Engine) | local (your files)
-    kind: str = param("synthetic", Choice("synthetic", "gee", "local"))
+    # where images come from: synthetic (embedded world) | gee (Earth Engine) | local (your files) | stac (a STAC API)
+    kind: str = param("synthetic", Choice("synthetic", "gee", "local", "stac"))
     images_dir: str = ""  # local: a folder of {obs_id}.tif (named bands) or {obs_id}.SAFE products
     rivers_file: str = ""  # a vector file of rivers (any CRS, e.g. drawn in QGIS) for real sources
 
@@ -154,6 +154,29 @@ class GeeParams:
     poll_s: float = param(30.0, Range(gt=0))  # first polling interval; grows 1.5x up to 10 min
     cache_dir: str = "~/.cache/sandmine/gee"  # finished exports, by what determines their pixels
     rivers_asset: str = ""  # e.g. WWF/HydroSHEDS/v1/FreeFlowingRivers; empty: source.rivers_file
+
+
+EARTH_SEARCH = "https://earth-search.aws.element84.com/v1"  # Element 84's STAC API on AWS: no account
+HTTP_URL = Pattern(r"https?://\S+", "an http(s) URL")
+SCL_MASKED = [0, 1, 3, 8, 9, 10, 11]  # SCL: 0 no data, 1 saturated, 3 cloud shadow, 8/9 cloud, 10 cirrus, 11 snow
+
+
+@dataclass
+class StacParams:
+    """A STAC API of Sentinel-2 L2A and Sentinel-1 COGs (source.kind: stac); no account (docs/stac.md)."""
+
+    url: str = param(EARTH_SEARCH, HTTP_URL)  # the STAC API's root; its /search is searched
+    collections: list[str] = param(["sentinel-2-l2a", "sentinel-1-grd"], Items())  # S2 L2A (SCL), S1 (VV, VH)
+    max_cloud: float = param(60.0, Range(ge=0, le=100))  # Sentinel-2 items with eo:cloud_cover above this % are skipped
+    window_days: int = param(30, COUNT)  # median composite over this many days centred on the observation's date
+    mask_classes: list[int] = param(SCL_MASKED, Items())  # SCL classes masked per pixel (see SCL_MASKED)
+    max_items: int = param(200, COUNT)  # items read from one search at most (all collections together)
+    retries: int = param(5, Range(ge=0, le=20))  # retries of a busy HTTP answer (429, 5xx): searches and COG reads
+    backoff_s: float = param(1.0, Range(ge=0, le=60))  # back-off: search retry k waits backoff_s x 2^k, GDAL backoff_s
+    timeout_s: float = param(60.0, Range(gt=0))  # per HTTP request
+    chunk_px: int = param(1024, Range(ge=64))  # Dask chunk side on the site's grid (one task reads one chunk)
+    threads: int = param(4, COUNT)  # chunks read at once
+    cache_dir: str = "~/.cache/sandmine/stac"  # finished images, by what determines their pixels
 
 
 @dataclass
@@ -357,6 +380,7 @@ class Params:
     bands: list[str] = param(EXPORT_DEFAULT, Items(*CATALOGUE))
     world: WorldParams = field(default_factory=WorldParams)
     gee: GeeParams = field(default_factory=GeeParams)
+    stac: StacParams = field(default_factory=StacParams)
     labels: LabelsParams = field(default_factory=LabelsParams)
     aoi: AoiParams = field(default_factory=AoiParams)
     split: SplitParams = field(default_factory=SplitParams)

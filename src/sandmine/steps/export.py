@@ -30,6 +30,8 @@ def run(
         _gee(p, sites, observations, images_dir, source_dir)
     elif p.source.kind == "local":
         _local(p, sites, observations, images_dir, source_dir)
+    elif p.source.kind == "stac":
+        _stac(p, sites, observations, images_dir, source_dir)
     else:
         from sandmine.sources.synthetic.world import export as synthetic_export
 
@@ -56,6 +58,7 @@ def _check_valid(p: Params, sites: dict[str, Site], observations: list[Observati
     cover = {
         "local": f"the images in 'source.images_dir' ({p.source.images_dir}) cover the site",
         "gee": "Earth Engine has Sentinel-2/1 images of the site within 'gee.window_days' of the date",
+        "stac": "the STAC catalogue has Sentinel-2/1 items of the site within 'stac.window_days' of the date",
     }.get(p.source.kind, "the site lies inside the world")
     raise SandmineError(
         f"exported image of observation {'; '.join(found)} has no valid pixel",
@@ -88,6 +91,29 @@ def _gee(p: Params, sites: dict[str, Site], observations: list[Observation], ima
         write_text(source / "rivers.geojson", json.dumps(rivers) + "\n")
     else:
         _write_rivers(p, source)
+
+
+def _stac(p: Params, sites: dict[str, Site], observations: list[Observation], images: Path, source: Path) -> None:
+    """STAC composites (cached per observation), rivers from source.rivers_file, and the manifest."""
+    from sandmine.sources import gee, stac
+
+    s = stac.settings(p.stac)
+    stac.check_bands(p.bands)
+    for sid, site in sites.items():
+        gee.check_one_zone(sid, site.geometry.bounds)
+    grids = {sid: grid_for_bounds(site.geometry.bounds) for sid, site in sites.items()}
+    jobs = []
+    for o in observations:
+        start, end = stac.window(o.date, s.window_days)
+        who = f"observation '{o.obs_id}' (site '{o.site_id}', {o.date.isoformat()})"
+        tags = {"date": o.date.isoformat(), "obs_id": o.obs_id, "site_id": o.site_id}
+        jobs.append(stac.Job(o.obs_id, who, sites[o.site_id].geometry.bounds, start, end, grids[o.site_id], tags))
+    cached = stac.export(jobs, p.bands, s, Path(p.stac.cache_dir).expanduser())
+    for o in observations:
+        with atomic_path(images / f"{o.obs_id}.tif") as tmp:
+            shutil.copyfile(cached[o.obs_id], tmp)
+    _manifest(observations, grids, images, "stac")
+    _write_rivers(p, source)
 
 
 def _local(p: Params, sites: dict[str, Site], observations: list[Observation], images: Path, source: Path) -> None:

@@ -197,6 +197,12 @@ def _export(
         out = _export_synthetic(p, rivers, chunks, periods, cache, counts)
     elif p.source.kind == "gee":
         out = _export_gee(p, chunks, periods, counts)
+    elif p.source.kind == "stac":
+        from sandmine.sources import stac
+
+        done = stac.export_survey(chunks, periods, p.survey.halo_px, p.bands, stac.settings(p.stac), p.stac.cache_dir)
+        out = {key: (path, None) for key, path in done.items()}
+        counts.exported += len(out)  # the source's cache says what it did not export again
     else:
         out = _export_local(p, chunks, periods, cache, counts)
     for period in periods:
