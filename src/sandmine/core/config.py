@@ -508,6 +508,7 @@ def load_params(path: str | Path = "params.yaml") -> Params:
         user = OmegaConf.load(path)
     except Exception as exc:  # yaml errors come in several types
         raise SandmineError(f"not valid YAML ({exc})", str(path)) from exc
+    _refuse_resolvers(OmegaConf.to_container(user, resolve=False), str(path))
     try:
         merged = OmegaConf.merge(OmegaConf.structured(Params), user)
     except ConfigKeyError as exc:
@@ -531,6 +532,37 @@ def load_params(path: str | Path = "params.yaml") -> Params:
     check_fields(params, str(path))
     _check_values(params, path)
     return params
+
+
+# `${name:...}` in a value: an OmegaConf resolver call (oc.env, oc.decode, or any registered one)
+_RESOLVER = re.compile(r"\$\{\s*([A-Za-z_][\w.\-]*)\s*:")
+
+
+def _refuse_resolvers(node: Any, where: str, key: str = "") -> None:
+    """Refuse resolver interpolations (`${oc.env:VAR}` and the like) anywhere in params.yaml.
+
+    A resolver can read the environment, so a secret would be resolved into a value and from there
+    into logs and error messages; params hold literal values (plain `${other.key}` references stay
+    allowed: they only read params). Credentials come from the environment or .dvc/config.local.
+    """
+    if isinstance(node, dict):
+        for k, v in node.items():
+            _refuse_resolvers(v, where, f"{key}.{k}" if key else str(k))
+    elif isinstance(node, list):
+        for i, v in enumerate(node):
+            _refuse_resolvers(v, where, f"{key}[{i}]")
+    elif isinstance(node, str):
+        names = _RESOLVER.findall(node)
+        if names:
+            raise SandmineError(
+                f"'{key}' calls the resolver(s) {sorted(set(names))} (`${{{names[0]}:...}}`); params.yaml takes "
+                "literal values, and a resolver such as oc.env would copy environment variables (secrets) into "
+                "params, logs and error messages",
+                where,
+                f"write the value of '{key}' literally; credentials are never params: sandmine reads them from the "
+                "environment (LABELBOX_API_KEY, SANDMINE_EE_SERVICE_ACCOUNT_KEY or GOOGLE_APPLICATION_CREDENTIALS) "
+                "and DVC from .dvc/config.local",
+            )
 
 
 def _check_values(p: Params, path: Path) -> None:

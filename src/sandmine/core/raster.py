@@ -98,6 +98,21 @@ def utm_crs(lon: float, lat: float) -> CRS:
     return CRS.from_epsg((32600 if lat >= 0 else 32700) + zone)
 
 
+ZONE_EDGE_DEG = 1e-9  # a longitude this close to a zone boundary is on it (float noise in a file's coordinates)
+
+
+def utm_zones(west: float, east: float) -> list[int]:
+    """The UTM zone numbers (1–60, west to east) that a longitude span [west, east] lies in.
+
+    Zones are half-open bands [start, start + 6°) that share their edges: a span whose east edge is a
+    zone boundary lies in the zone west of it, one whose west edge is a boundary in the zone east of it
+    (it touches the neighbour along a line only). 180° E is the east edge of zone 60.
+    """
+    first = math.floor((west + 180.0) / 6.0 + ZONE_EDGE_DEG)
+    last = max(first, math.ceil((east + 180.0) / 6.0 - ZONE_EDGE_DEG) - 1)
+    return [min(max(z, 0), 59) + 1 for z in range(first, last + 1)]
+
+
 def grid_for_bounds(bounds_4326: tuple[float, float, float, float], res_m: float = 10.0) -> Grid:
     """The UTM grid (zone of the centre) covering a lon/lat box, snapped to `res_m`."""
     west, south, east, north = bounds_4326
