@@ -606,6 +606,205 @@ CASES += [
 ]
 
 
+# ------------------------------------------------------------ issue 19, items 4, 5, 6, 8, 9, 10 (branch harden-in)
+
+
+def _cli_error(*argv: str) -> str:
+    """`sandmine …` run as a user would: its error text (exit code 1) and no traceback."""
+    import contextlib
+    import io
+
+    from sandmine.__main__ import main
+
+    err, out = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(out), pytest.raises(SystemExit) as exit_:
+        main(list(argv))
+    assert exit_.value.code == 1 and "Traceback" not in err.getvalue(), err.getvalue()
+    return err.getvalue()
+
+
+def _warped(tmp: Path, crs: str, res: float | tuple[float, float], name: str = "scene.tif") -> Path:
+    """The test scene as `gdalwarp -t_srs CRS [-tr RES RES]` makes it (bilinear), band names kept."""
+    from rasterio.warp import calculate_default_transform, reproject
+
+    src = _image(tmp / "utm.tif")
+    with rasterio.open(src) as s:
+        rx, ry = res if isinstance(res, tuple) else (res, res)
+        transform, w, h = calculate_default_transform(s.crs, crs, s.width, s.height, *s.bounds, resolution=(rx, ry))
+        profile = {"driver": "GTiff", "width": w, "height": h, "count": s.count, "dtype": "float32", "crs": crs,
+                   "transform": transform, "nodata": float("nan")}  # fmt: skip
+        with rasterio.open(tmp / name, "w", **profile) as dst:
+            for b in range(1, s.count + 1):
+                out = np.full((h, w), np.nan, np.float32)
+                reproject(rasterio.band(s, b), out, dst_transform=transform, dst_crs=crs, dst_nodata=np.nan)
+                dst.write(out, b)
+            dst.descriptions = s.descriptions
+            dst.scales, dst.offsets = s.scales, s.offsets
+    return tmp / name
+
+
+def _predict_polygons(tmp: Path, scene: Path) -> str:
+    _checkpoint(tmp / "m.pt", BANDS)
+    out = ["--out", str(tmp / "p.tif"), "--polygons", str(tmp / "m.geojson"), "--window", "64", "--stride", "48"]
+    message = _cli_error("predict", str(scene), "--model", str(tmp / "m.pt"), *out, "--discard", "8")
+    assert not (tmp / "p.tif").exists() and not (tmp / "m.geojson").exists()  # refused before any work
+    return message
+
+
+def scene_in_degrees(tmp: Path) -> str:
+    """gdalwarp -t_srs EPSG:4326: was an empty mask, `0 polygons, 0.0 ha`, exit 0."""
+    return _predict_polygons(tmp, _warped(tmp, "EPSG:4326", 0.0001))
+
+
+def scene_in_us_feet(tmp: Path) -> str:
+    """A projected CRS whose unit is the US survey foot (a State Plane zone), 30 ft pixels."""
+    return _predict_polygons(tmp, _warped(tmp, "EPSG:2263", 30.0))
+
+
+def scene_in_web_mercator(tmp: Path) -> str:
+    """Metres, but Web Mercator's: at 24.8° N a "10 m" pixel is 9.1 m on the ground (areas 17 % too big)."""
+    return _predict_polygons(tmp, _warped(tmp, "EPSG:3857", 10.0))
+
+
+def scene_coarser_than_training(tmp: Path) -> str:
+    """A 30 m scene (Landsat-like) for a model trained on Sentinel-2's 10 m."""
+    return _predict_polygons(tmp, _warped(tmp, "EPSG:32644", 30.0))
+
+
+def scene_finer_than_training(tmp: Path) -> str:
+    """A 3 m scene (PlanetScope-like) for a model trained on 10 m."""
+    return _predict_polygons(tmp, _warped(tmp, "EPSG:32644", 3.0))
+
+
+def infer_stage_scene_in_degrees(tmp: Path) -> str:
+    """The infer/evaluate stages and the survey predict through `predict_file`: the same refusal there."""
+    from sandmine import models
+    from sandmine.prediction import Stitch, predict_file
+
+    model, ckpt = models.load_checkpoint(str(_checkpoint(tmp / "m.pt", BANDS)))
+    with pytest.raises(SandmineError) as err:
+        predict_file(model, ckpt, _warped(tmp, "EPSG:4326", 0.0001), tmp / "p.tif", Stitch(64, 48, 8, 2, "gaussian"))
+    assert not (tmp / "p.tif").exists()
+    return str(err.value)
+
+
+def areas_on_a_grid_in_degrees(tmp: Path) -> str:
+    """Any area in hectares (evaluate, survey, the CLI's minimum mapping unit) refuses a grid in degrees."""
+    grid = Grid(CRS.from_epsg(4326), Affine(0.0001, 0, 84.0, 0, -0.0001, 25.0), 96, 96)
+    with pytest.raises(SandmineError) as err:
+        _ = grid.pixel_area_ha
+    return str(err.value)
+
+
+def site_east_edge_on_zone_boundary(tmp: Path) -> str:
+    """East edge exactly 78.0: was refused with "split the site at 78° E"; it lies in zone 43."""
+    from sandmine.core.raster import grid_for_bounds
+    from sandmine.sources.gee import check_one_zone
+
+    for bounds, epsg in [((77.9, 25.0, 78.0, 25.1), 32643), ((78.0, 25.0, 78.1, 25.1), 32644),
+                         ((174.5, -41.4, 180.0, -41.0), 32760), ((-180.0, -17.0, -179.8, -16.8), 32701),
+                         ((30.0, -0.1, 36.0, 0.1), 32636)]:  # fmt: skip
+        check_one_zone("edge", bounds)
+        assert grid_for_bounds(bounds).crs.to_epsg() == epsg, bounds
+    with pytest.raises(SandmineError) as err:
+        check_one_zone("across", (77.9, 25.0, 78.000001, 25.1))
+    return str(err.value)
+
+
+def site_across_the_antimeridian(tmp: Path) -> str:
+    """A polygon across 180° (Fiji, Chukotka) reads as one around the world: named as such."""
+    from sandmine.sources.gee import check_one_zone
+
+    with pytest.raises(SandmineError) as err:
+        check_one_zone("fiji", (-179.9, -16.9, 179.9, -16.7))
+    return str(err.value)
+
+
+def params_env_interpolation(tmp: Path) -> str:
+    """`${oc.env:LABELBOX_API_KEY}` in params.yaml: the key's value was printed in an error message."""
+    import os
+
+    from sandmine.core.config import load_params
+
+    os.environ["SANDMINE_TEST_SECRET"] = "lb-s3cr3t-value"
+    try:
+        for value in ["${oc.env:SANDMINE_TEST_SECRET}", "x/${oc.decode:${oc.env:SANDMINE_TEST_SECRET}}/y",
+                      "${ oc.env : SANDMINE_TEST_SECRET }"]:  # fmt: skip
+            (tmp / "params.yaml").write_text(f'survey:\n  rivers: "{value}"\n')
+            with pytest.raises(SandmineError) as err:
+                load_params(tmp / "params.yaml")
+            assert "s3cr3t" not in str(err.value)
+        (tmp / "params.yaml").write_text("labels:\n  project_id: ${oc.env:SANDMINE_TEST_SECRET}\n")
+        with pytest.raises(SandmineError) as err:
+            load_params(tmp / "params.yaml")
+    finally:
+        del os.environ["SANDMINE_TEST_SECRET"]
+    assert "s3cr3t" not in str(err.value)
+    return str(err.value)
+
+
+def safe_product_asked_for_radar(tmp: Path) -> str:
+    """bands: [..., VV, VH, CLOUD] with a Sentinel-2 SAFE: was told to download the complete product."""
+    from sandmine.sources.local import stack_safe
+
+    img = tmp / "S2B_MSIL2A.SAFE" / "GRANULE" / "L2A_T44RQR" / "IMG_DATA" / "R10m"
+    img.mkdir(parents=True)
+    for b in ("B02", "B03", "B04", "B08"):
+        (img / f"T44RQR_20251115T050000_{b}_10m.jp2").write_bytes(b"")
+    with pytest.raises(SandmineError) as err:
+        stack_safe(tmp / "S2B_MSIL2A.SAFE", ["B2", "B3", "B4", "B8", "VV", "VH", "CLOUD"])
+    return str(err.value)
+
+
+def zero_padded_band_names(tmp: Path) -> str:
+    """Bands described B02, B03, B04, B08 (ESA, SNAP, QGIS): were told to "export the missing bands"."""
+    from sandmine import models
+    from sandmine.prediction import Stitch, predict_file
+
+    padded = ["B02", "B03", "B04", "B08", "b11", "B12", "vv", "VH"]
+    _image(tmp / "a.tif", bands=BANDS)
+    _image(tmp / "b.tif", bands=padded)  # the same pixels (same seed), other spellings
+    np.testing.assert_array_equal(read_image(tmp / "a.tif", BANDS).data, read_image(tmp / "b.tif", BANDS).data)
+    model, ckpt = models.load_checkpoint(str(_checkpoint(tmp / "m.pt", BANDS)))
+    predict_file(model, ckpt, tmp / "b.tif", tmp / "p.tif", Stitch(64, 48, 8, 2, "gaussian"))
+    assert (tmp / "p.tif").exists()
+    return "not an error: band descriptions are read as B1…B12, B8A, VV, VH, CLOUD in any case, B02 as B2"
+
+
+def unknown_band_names(tmp: Path) -> str:
+    """Bands described red, green, blue, nir: the message says how bands must be named."""
+    _image(tmp / "scene.tif", bands=["blue", "green", "red", "nir", "B11", "B12", "VV", "VH"])
+    with pytest.raises(SandmineError) as err:
+        read_image(tmp / "scene.tif", BANDS)
+    return str(err.value)
+
+
+CASES += [
+    ("scene in degrees (gdalwarp -t_srs EPSG:4326)", scene_in_degrees,
+     ["scene.tif", "EPSG:4326", "in degrees", "gdalwarp -t_srs EPSG:32644 -tr 10 10"]),
+    ("scene in US survey feet (EPSG:2263)", scene_in_us_feet,
+     ["scene.tif", "US survey foot", "gdalwarp -t_srs EPSG:32644"]),
+    ("scene in Web Mercator (EPSG:3857)", scene_in_web_mercator,
+     ["scene.tif", "does not keep areas", "+22%", "gdalwarp -t_srs EPSG:32644"]),
+    ("30 m scene for a 10 m model", scene_coarser_than_training,
+     ["scene.tif", "30.0 × 30.0 m", "trained on 10 m pixels", "gdalwarp -t_srs EPSG:32644 -tr 10 10"]),
+    ("3 m scene for a 10 m model", scene_finer_than_training, ["3.0 × 3.0 m", "trained on 10 m pixels", "-tr 10 10"]),
+    ("infer stage: scene in degrees", infer_stage_scene_in_degrees, ["scene.tif", "in degrees", "gdalwarp"]),
+    ("areas on a grid in degrees", areas_on_a_grid_in_degrees, ["pixel areas", "degrees", "gdalwarp"]),
+    ("site whose east edge is a zone boundary (78.0)", site_east_edge_on_zone_boundary,
+     ["'across'", "spans two UTM zones (43 and 44, boundary at 78° E)", "edge exactly on a boundary is fine"]),
+    ("site across the antimeridian", site_across_the_antimeridian,
+     ["'fiji'", "antimeridian", "split the site at 180°"]),
+    ("params ${oc.env:…} interpolation", params_env_interpolation,
+     ["params.yaml", "'labels.project_id'", "oc.env", "environment", ".dvc/config.local"]),
+    ("SAFE product asked for VV, VH, CLOUD", safe_product_asked_for_radar,
+     ["S2B_MSIL2A.SAFE", "['VV', 'VH', 'CLOUD']", "never has them", "'bands' and 'model.bands'"]),
+    ("bands named B02…B08", zero_padded_band_names, ["B02 as B2"]),
+    ("bands named red, green, blue, nir", unknown_band_names,
+     ["['blue', 'green', 'red', 'nir']", "name each band B1, B2", "set_band_description"]),
+]  # fmt: skip
+
+
 @pytest.mark.parametrize(("row", "case", "fragments"), CASES, ids=[c[0] for c in CASES])
 def test_bad_input_is_named_and_explained(tmp_path, row, case, fragments):
     message = case(tmp_path)

@@ -581,7 +581,7 @@ def _draw(
         y = int(round((canvas.bounds[3] - c.square.bounds[3]) / canvas.res_m))
         img, _ = images[(c.chunk_id, period.label)]
         with ImageReader(img) as reader:
-            names = [b for b in ("B4", "B3", "B2") if b in reader.bands] or reader.bands[:1]
+            names: list[str] = [b for b in ("B4", "B3", "B2") if b in reader.bands] or reader.bands[:1]
         with ImageReader(img, names) as reader:
             data = reader.read_rows(halo, halo + c.grid.height, halo, halo + c.grid.width)
         block = data.reshape(len(names), n, f, n, f)
