@@ -779,6 +779,47 @@ def unknown_band_names(tmp: Path) -> str:
     return str(err.value)
 
 
+def _export_row(status: str, x: float = 81.003, labels: bool = True) -> dict:
+    """A Labelbox export row (geospatial project) for observation `o` with one mine at lon `x`."""
+    ring = [[x, 24.86], [x + 0.0004, 24.86], [x + 0.0004, 24.8604], [x, 24.8604], [x, 24.86]]
+    obj = {"name": "mine", "value": "mine", "geojson": {"type": "Polygon", "coordinates": [ring]}}
+    label = {"id": f"lb-{status}", "annotations": {"objects": [obj]}}
+    project = {"labels": [label] if labels else [], "project_details": {"workflow_status": status}}
+    return {"data_row": {"id": "ck-o", "global_key": "o"}, "projects": {"p1": project}}
+
+
+def _pull(tmp: Path, *rows: dict) -> str:
+    """annotate-pull on a concatenated export holding `rows`: its index.csv line of `o`, or the error."""
+    from sandmine.core.config import Params
+    from sandmine.steps import annotate_pull
+
+    for d in ("source", "images"):
+        (tmp / d).mkdir(exist_ok=True)
+    _image(tmp / "images" / "o.tif")
+    (tmp / "images" / "manifest.csv").write_text("obs_id,site_id,date,role,file\no,s,2025-11-15,labelled,o.tif\n")
+    (tmp / "source" / "labels.ndjson").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    p = Params()
+    p.labels.project_id = "p1"
+    try:
+        annotate_pull.run(p, tmp / "source", tmp / "images", tmp / "labels", tmp / "labels.json")
+    except SandmineError as exc:
+        return str(exc)
+    return (tmp / "labels" / "index.csv").read_text().splitlines()[1]
+
+
+def labelbox_done_and_in_review_copies(tmp: Path) -> str:
+    """Two exports joined: DONE then IN_REVIEW of one data row. Was: "no observation has finished labels"."""
+    line = _pull(tmp, _export_row("DONE"), _export_row("IN_REVIEW", labels=False))
+    assert line.startswith("o,done,1,"), line
+    assert _pull(tmp, _export_row("IN_REVIEW", labels=False), _export_row("DONE")).startswith("o,done,1,")
+    return f"not an error: the finished copy is kept (index.csv: {line}), the duplicate named in the log"
+
+
+def labelbox_two_different_done_copies(tmp: Path) -> str:
+    """Two exports joined, the data row DONE in both with different polygons: which is right is unknown."""
+    return _pull(tmp, _export_row("DONE"), _export_row("DONE", x=81.005))
+
+
 CASES += [
     ("scene in degrees (gdalwarp -t_srs EPSG:4326)", scene_in_degrees,
      ["scene.tif", "EPSG:4326", "in degrees", "gdalwarp -t_srs EPSG:32644 -tr 10 10"]),
@@ -800,6 +841,10 @@ CASES += [
     ("SAFE product asked for VV, VH, CLOUD", safe_product_asked_for_radar,
      ["S2B_MSIL2A.SAFE", "['VV', 'VH', 'CLOUD']", "never has them", "'bands' and 'model.bands'"]),
     ("bands named B02…B08", zero_padded_band_names, ["B02 as B2"]),
+    ("Labelbox export: DONE and IN_REVIEW copies of a row", labelbox_done_and_in_review_copies, ["not an error"]),
+    ("Labelbox export: two different DONE copies of a row", labelbox_two_different_done_copies,
+     ["'o' is in the export 2 times with different finished labels", "row 1: DONE", "row 2: DONE",
+      "label lb-DONE", "export the project once"]),
     ("bands named red, green, blue, nir", unknown_band_names,
      ["['blue', 'green', 'red', 'nir']", "name each band B1, B2", "set_band_description"]),
 ]  # fmt: skip
