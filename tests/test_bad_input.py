@@ -820,6 +820,85 @@ def labelbox_two_different_done_copies(tmp: Path) -> str:
     return _pull(tmp, _export_row("DONE"), _export_row("DONE", x=81.005))
 
 
+def _logged(fn: Callable[[], object]) -> str:
+    """What `fn` logs through sandmine's loggers (INFO and above), one record a line."""
+    import logging
+
+    records: list[str] = []
+    handler = logging.Handler(logging.INFO)
+    handler.emit = lambda record: records.append(record.getMessage())  # type: ignore[method-assign]
+    logger = logging.getLogger("sandmine")
+    level = logger.level
+    logger.setLevel(logging.INFO)  # setLevel, not .level =: it clears the loggers' cached decisions
+    logger.addHandler(handler)
+    try:
+        fn()
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+    return "\n".join(records)
+
+
+def _two_layer_gpkg(path: Path) -> Path:
+    import geopandas as gpd
+    from shapely.geometry import LineString, box
+
+    son = LineString([(82.5, 24.4), (82.6, 24.42)])
+    gpd.GeoDataFrame({"river": ["Son"]}, geometry=[son], crs="EPSG:4326").to_file(path, layer="son", driver="GPKG")
+    ken = gpd.GeoDataFrame({"river": ["Ken", "Betwa"]}, geometry=[son, son], crs="EPSG:4326")
+    ken.to_file(path, layer="ken_betwa", driver="GPKG")
+    gpd.GeoDataFrame(geometry=[box(80, 24, 83, 26)], crs="EPSG:4326").to_file(path, layer="basin", driver="GPKG")
+    return path
+
+
+def rivers_gpkg_with_two_layers(tmp: Path) -> str:
+    """Was: the first layer surveyed, the others dropped (a pyogrio warning only)."""
+    from sandmine.survey import read_rivers
+
+    path = _two_layer_gpkg(tmp / "rivers.gpkg")
+    assert [r.name for r in read_rivers(path, "river", layer="ken_betwa")] == ["Betwa", "Ken"]
+    with pytest.raises(SandmineError) as err:
+        read_rivers(path, "river")
+    return str(err.value)
+
+
+def export_rivers_gpkg_with_two_layers(tmp: Path) -> str:
+    """The export stage's rivers (source.rivers_file, for aoi.rivers: vector) go through the same reader."""
+    from sandmine.steps.export import _rivers_file
+
+    with pytest.raises(SandmineError) as err:
+        _rivers_file(_two_layer_gpkg(tmp / "rivers.gpkg"), "")
+    return str(err.value)
+
+
+def river_reach_with_null_name(tmp: Path) -> str:
+    """Was: a reach whose name is null dropped without a word. Now an `(unnamed)` river, named in the log."""
+    from sandmine.survey import read_rivers
+
+    (tmp / "rivers.geojson").write_text(json.dumps({"type": "FeatureCollection", "features": [
+        {"type": "Feature", "properties": {"river": name},
+         "geometry": {"type": "LineString", "coordinates": [[82.5 + k / 10, 24.4], [82.55 + k / 10, 24.42]]}}
+        for k, name in enumerate(["Son", None, " ", "Son"])]}))  # fmt: skip
+    rivers: list = []
+    log = _logged(lambda: rivers.extend(read_rivers(tmp / "rivers.geojson", "river")))
+    assert [r.name for r in rivers] == ["(unnamed)", "Son"]
+    return f"not an error: {log}"
+
+
+def rivers_file_without_fields(tmp: Path) -> str:
+    """Was told to set survey.river_field, which cannot help when the file has no field at all."""
+    import geopandas as gpd
+    from shapely.geometry import LineString
+
+    path = tmp / "rivers.gpkg"
+    gpd.GeoDataFrame(geometry=[LineString([(82.5, 24.4), (82.6, 24.42)])], crs="EPSG:4326").to_file(path)
+    from sandmine.survey import read_rivers
+
+    with pytest.raises(SandmineError) as err:
+        read_rivers(path, "river")
+    return str(err.value)
+
+
 CASES += [
     ("scene in degrees (gdalwarp -t_srs EPSG:4326)", scene_in_degrees,
      ["scene.tif", "EPSG:4326", "in degrees", "gdalwarp -t_srs EPSG:32644 -tr 10 10"]),
@@ -841,6 +920,16 @@ CASES += [
     ("SAFE product asked for VV, VH, CLOUD", safe_product_asked_for_radar,
      ["S2B_MSIL2A.SAFE", "['VV', 'VH', 'CLOUD']", "never has them", "'bands' and 'model.bands'"]),
     ("bands named B02…B08", zero_padded_band_names, ["B02 as B2"]),
+    ("rivers GeoPackage with several layers", rivers_gpkg_with_two_layers,
+     ["rivers.gpkg", "holds 3 layers", "'son': 1 LineString", "'ken_betwa': 2 LineString", "'basin': 1 Polygon",
+      "set 'survey.rivers_layer'"]),
+    ("export: rivers GeoPackage with several layers", export_rivers_gpkg_with_two_layers,
+     ["rivers.gpkg", "holds 3 layers", "set 'source.rivers_layer'"]),
+    ("river reach with a null name", river_reach_with_null_name,
+     ["2 feature(s) with an empty 'river' are surveyed as the river '(unnamed)' (rows 1, 2)",
+      "4 feature(s) of", "read as 2 river(s)", "km of line"]),
+    ("rivers file without any field", rivers_file_without_fields,
+     ["rivers.gpkg", "no field 'river' (fields: [])", "add a text field 'river'"]),
     ("Labelbox export: DONE and IN_REVIEW copies of a row", labelbox_done_and_in_review_copies, ["not an error"]),
     ("Labelbox export: two different DONE copies of a row", labelbox_two_different_done_copies,
      ["'o' is in the export 2 times with different finished labels", "row 1: DONE", "row 2: DONE",

@@ -135,6 +135,7 @@ class SourceParams:
     kind: str = param("synthetic", Choice("synthetic", "gee", "local"))
     images_dir: str = ""  # local: a folder of {obs_id}.tif (named bands) or {obs_id}.SAFE products
     rivers_file: str = ""  # a vector file of rivers (any CRS, e.g. drawn in QGIS) for real sources
+    rivers_layer: str = ""  # its layer (a GeoPackage of several); empty: the file's only layer
 
 
 @dataclass
@@ -324,6 +325,8 @@ class SurveyParams:
 
     rivers: str = "data/surveys/river.geojson"  # vector file of rivers (any CRS); synthetic: catalogue --size river
     river_field: str = "river"  # the property that names each river (features of one name are one river)
+    # the layer of a file of several (a GeoPackage); empty: the file's only layer (several: an error listing them)
+    rivers_layer: str = ""
     region: str = ""  # optional polygon file (any CRS): only the rivers' parts inside it
     # START/END (both included), in date order, not overlapping: change is reported between consecutive ones
     periods: list[str] = param(["2025-10-01/2025-12-31", "2026-04-01/2026-06-30"], Items())

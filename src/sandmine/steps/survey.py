@@ -64,7 +64,7 @@ def run(p: Params, model_path: Path, out_dir: Path, report_path: Path, metrics_p
     t0 = time.perf_counter()
     where = "params.yaml: survey"
     periods = sv.parse_periods(p.survey.periods, f"{where}.periods")
-    rivers = sv.read_rivers(p.survey.rivers, p.survey.river_field, p.survey.region or None)
+    rivers = sv.read_rivers(p.survey.rivers, p.survey.river_field, p.survey.region or None, p.survey.rivers_layer)
     chunks = sv.plan_chunks(rivers, p.aoi.buffer_m, p.survey.chunk_km)
     by_id = {c.chunk_id: c for c in chunks}
     buffer_km2 = sum(c.aoi.area for c in chunks) / 1e6
