@@ -899,6 +899,50 @@ def rivers_file_without_fields(tmp: Path) -> str:
     return str(err.value)
 
 
+def predict_workers_scene_in_degrees(tmp: Path) -> str:
+    """`sandmine predict --workers 2` (the Dask path): refused before any worker starts."""
+    scene = _warped(tmp, "EPSG:4326", 0.0001)
+    _checkpoint(tmp / "m.pt", BANDS)
+    message = _cli_error("predict", str(scene), "--model", str(tmp / "m.pt"), "--out", str(tmp / "p.tif"),
+                         "--workers", "2", "--window", "64", "--stride", "48", "--discard", "8")  # fmt: skip
+    assert not (tmp / "p.tif").exists()
+    return message
+
+
+def local_source_scene_in_degrees(tmp: Path) -> str:
+    """The local source puts a user's GeoTIFF on the site's UTM grid: a scene in degrees is reprojected and
+    the log says so; a 30 m scene is resampled with a warning that the maps will be blurrier."""
+    from sandmine.sources.local import read_geotiff
+
+    scene = _warped(tmp, "EPSG:4326", 0.0001)
+    data: list = []
+    log = _logged(lambda: data.append(read_geotiff(scene, BANDS, GRID)))
+    assert data[0].shape == (len(BANDS), 96, 96) and np.isfinite(data[0][:, 10:-10, 10:-10]).all()
+    log += "\n" + _logged(lambda: read_geotiff(_warped(tmp, "EPSG:32644", 30.0, "coarse.tif"), BANDS, GRID))
+    return f"not an error: {log}"
+
+
+def l2a_product_asked_for_b10(tmp: Path) -> str:
+    """bands with B10 and an L2A product, which never has it: was told to download the complete product."""
+    from sandmine.sources.local import stack_safe
+
+    img = tmp / "S2A_MSIL2A_20251115.SAFE" / "GRANULE" / "L2A_T44RQR" / "IMG_DATA" / "R10m"
+    img.mkdir(parents=True)
+    for b in ("B02", "B03", "B04"):
+        (img / f"T44RQR_20251115T050000_{b}_10m.jp2").write_bytes(b"")
+    with pytest.raises(SandmineError) as err:
+        stack_safe(tmp / "S2A_MSIL2A_20251115.SAFE", ["B2", "B3", "B4", "B10"])
+    return str(err.value)
+
+
+def band_described_twice(tmp: Path) -> str:
+    """B02 and B2 in one file are one band named twice: which one is meant cannot be told."""
+    _image(tmp / "scene.tif", bands=["B02", "B3", "B4", "B8", "B11", "B12", "VV", "B2"])
+    with pytest.raises(SandmineError) as err:
+        read_image(tmp / "scene.tif", BANDS[:6])
+    return str(err.value)
+
+
 CASES += [
     ("scene in degrees (gdalwarp -t_srs EPSG:4326)", scene_in_degrees,
      ["scene.tif", "EPSG:4326", "in degrees", "gdalwarp -t_srs EPSG:32644 -tr 10 10"]),
@@ -909,6 +953,11 @@ CASES += [
     ("30 m scene for a 10 m model", scene_coarser_than_training,
      ["scene.tif", "30.0 × 30.0 m", "trained on 10 m pixels", "gdalwarp -t_srs EPSG:32644 -tr 10 10"]),
     ("3 m scene for a 10 m model", scene_finer_than_training, ["3.0 × 3.0 m", "trained on 10 m pixels", "-tr 10 10"]),
+    ("sandmine predict --workers: scene in degrees", predict_workers_scene_in_degrees,
+     ["scene.tif", "in degrees", "gdalwarp -t_srs EPSG:32644"]),
+    ("local source: scene in degrees, scene at 30 m", local_source_scene_in_degrees,
+     ["reprojected from EPSG:4326 (degrees) to the site's UTM grid EPSG:32644 at 10 m",
+      "pixels of 30.0 × 30.0 m on the ground", "blurrier"]),
     ("infer stage: scene in degrees", infer_stage_scene_in_degrees, ["scene.tif", "in degrees", "gdalwarp"]),
     ("areas on a grid in degrees", areas_on_a_grid_in_degrees, ["pixel areas", "degrees", "gdalwarp"]),
     ("site whose east edge is a zone boundary (78.0)", site_east_edge_on_zone_boundary,
@@ -919,6 +968,9 @@ CASES += [
      ["params.yaml", "'labels.project_id'", "oc.env", "environment", ".dvc/config.local"]),
     ("SAFE product asked for VV, VH, CLOUD", safe_product_asked_for_radar,
      ["S2B_MSIL2A.SAFE", "['VV', 'VH', 'CLOUD']", "never has them", "'bands' and 'model.bands'"]),
+    ("L2A product asked for B10", l2a_product_asked_for_b10,
+     ["MSIL2A", "B10 (cirrus) is not in Sentinel-2 L2A", "drop B10 from 'bands' and 'model.bands'"]),
+    ("band described twice (B02 and B2)", band_described_twice, ["scene.tif", "['B2'] are described twice"]),
     ("bands named B02…B08", zero_padded_band_names, ["B02 as B2"]),
     ("rivers GeoPackage with several layers", rivers_gpkg_with_two_layers,
      ["rivers.gpkg", "holds 3 layers", "'son': 1 LineString", "'ken_betwa': 2 LineString", "'basin': 1 Polygon",

@@ -41,6 +41,16 @@ def test_read_vectors_refuses_several_layers_and_lists_them(tmp_path):
     assert list(read_vectors(path, "rivers", "survey.rivers", "basins", "survey.rivers_layer").basin) == ["Ganga"]
 
 
+def test_read_vectors_does_not_count_tables_without_geometry(tmp_path):
+    import pandas as pd
+    import pyogrio
+
+    path = tmp_path / "rivers.gpkg"
+    gpd.GeoDataFrame({"river": ["Son"]}, geometry=[SON], crs="EPSG:4326").to_file(path, layer="rivers")
+    pyogrio.write_dataframe(pd.DataFrame({"styleName": ["rivers"]}), path, layer="layer_styles")  # as QGIS does
+    assert list(read_vectors(path, "rivers", "survey.rivers", "", "survey.rivers_layer").river) == ["Son"]
+
+
 def test_read_vectors_without_a_layer_key_says_to_save_the_layer_alone(tmp_path):
     frame = gpd.GeoDataFrame(geometry=[box(80, 24, 83, 26)], crs="EPSG:4326")
     path = _gpkg(tmp_path / "region.gpkg", {"a": frame, "b": frame})

@@ -61,7 +61,7 @@ class Grid:
                 "image grid",
                 "reproject the image to its UTM zone at 10 m (gdalwarp -t_srs EPSG:326NN -tr 10 10 -r bilinear)",
             )
-        return self.res_m * self.res_m / 10_000.0
+        return abs(self.transform.a * self.transform.e) / 10_000.0
 
 
 @cache
@@ -319,6 +319,15 @@ class ImageReader:
                 "bands have no descriptions, so they cannot be selected by name",
                 self.path,
                 "set band descriptions (B2, B3, …, VV, VH) when exporting",
+            )
+        twice = sorted({n for n in names if n and names.count(n) > 1 and (bands is None or n in bands)})
+        if twice:
+            src.close()
+            descriptions = list(src.descriptions)
+            raise SandmineError(
+                f"band(s) {twice} are described twice (descriptions {descriptions}; B02 and B2 are one band)",
+                self.path,
+                "keep one band of each name, or name them apart",
             )
         if bands is None:
             idx = list(range(len(names)))

@@ -20,8 +20,9 @@ log = logging.getLogger(__name__)
 def read_vectors(path: str | Path, what: str, key: str, layer: str = "", layer_key: str = "") -> gpd.GeoDataFrame:
     """The features of one layer of the vector file `path` (any format and CRS GeoPandas reads), in EPSG:4326.
 
-    A file of one layer is read whole. A file of several (a GeoPackage) needs `layer`: reading the first
-    and dropping the others would leave part of what the user drew out without a word. Features without a
+    A file of one layer with geometry is read whole (tables without geometry, such as the styles QGIS
+    saves into a GeoPackage, are not counted). A file of several needs `layer`: reading the first and
+    dropping the others would leave part of what the user drew out without a word. Features without a
     geometry are left out, and the log says which. `what` names the file's role in messages ("rivers",
     "region"), `key` the param that names the file, `layer_key` the one that names its layer ("" when
     there is none).
@@ -38,9 +39,11 @@ def read_vectors(path: str | Path, what: str, key: str, layer: str = "", layer_k
     if not path.exists():
         raise SandmineError(f"{what} file not found", where, f"fix '{key}' in params.yaml")
     try:
-        layers = [str(name) for name, _ in pyogrio.list_layers(path)]
+        listed = pyogrio.list_layers(path)
     except Exception as exc:  # pyogrio raises several types for unreadable files
         raise SandmineError(f"not a vector file GeoPandas can read ({exc})", where) from exc
+    # tables without geometry (QGIS keeps a GeoPackage's styles in `layer_styles`) hold no features to read
+    layers = [str(name) for name, kind in listed if kind is not None] or [str(name) for name, _ in listed]
     choose = (
         f"set '{layer_key}' in params.yaml to the layer that holds the {what}"
         if layer_key

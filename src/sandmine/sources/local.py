@@ -53,6 +53,14 @@ def safe_bands(safe: Path) -> dict[str, list[Path]]:
     return {k: [p for _, p in sorted(v)] for k, v in found.items()}
 
 
+def _level(safe: Path) -> str:
+    """`L2A` or `L1C` from a SAFE folder's metadata file or name ("" when neither says)."""
+    for level in ("L2A", "L1C"):
+        if (safe / f"MTD_MSI{level}.xml").exists() or f"MSI{level}" in safe.name:
+            return level
+    return ""
+
+
 def quantification(safe: Path) -> tuple[float, dict[str, float]]:
     """(quantification value, offset per band name) from the product metadata.
 
@@ -90,6 +98,12 @@ def stack_safe(safe: Path, bands: list[str], grid: Grid | None = None) -> tuple[
             str(safe),
             f"drop {never} from 'bands' and 'model.bands' in params.yaml (and re-run the train stage), or export "
             "images that hold them (source.kind: gee) as GeoTIFFs",
+        )
+    if "B10" in bands and "B10" not in files and _level(safe) == "L2A":
+        raise SandmineError(
+            "band B10 (cirrus) is not in Sentinel-2 L2A products: atmospheric correction drops it",
+            str(safe),
+            "drop B10 from 'bands' and 'model.bands' in params.yaml, or use the L1C product (MSIL1C)",
         )
     missing = [b for b in bands if b not in files]
     if missing:
