@@ -69,7 +69,7 @@ def test_read_vectors_names_features_without_geometry(tmp_path, caplog):
     with caplog.at_level(logging.WARNING):
         frame = read_vectors(path, "rivers", "survey.rivers")
     assert list(frame.river) == ["Son"] and "1 of 2 feature(s) have no geometry" in caplog.text
-    assert "(rows 1)" in caplog.text
+    assert "(features 2, counting from 1)" in caplog.text
 
 
 def test_read_vectors_missing_unreadable_and_crs_less_files(tmp_path):

@@ -258,7 +258,8 @@ def check_grid_for_model(grid: Grid, ckpt: dict, where: str) -> None:
     said = f"the image's pixels are {gx:.1f} × {gy:.1f} m on the ground; the model was trained on {want:g} m pixels"
     if worst > RES_REFUSED:
         raise SandmineError(
-            f"{said}: objects would be {gx / want:.2g} times their trained size, and its probabilities meaningless",
+            f"{said}: a mine would cover {want / gx:.2g} times as many pixels across as the model learnt, and the "
+            "probabilities would mean nothing",
             where,
             f"resample the image to {want:g} m first: {warp_command(grid, where, want)}",
         )

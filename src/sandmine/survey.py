@@ -134,7 +134,7 @@ def read_rivers(path: str | Path, name_field: str, region: str | Path | None = N
         SandmineError: naming the file and the field when the file is missing, has no CRS, holds several
             layers with none chosen, lacks `name_field`, or no river lies inside the region.
     """
-    from sandmine.core.vectors import extent, read_vectors
+    from sandmine.core.vectors import extent, few, read_vectors
 
     where = str(Path(path).expanduser())
     frame = read_vectors(path, "rivers", "survey.rivers", layer, "survey.rivers_layer")
@@ -153,10 +153,10 @@ def read_rivers(path: str | Path, name_field: str, region: str | Path | None = N
     names = frame[name_field].astype("string").str.strip()
     blank = names.isna() | (names == "")
     if blank.any():
-        rows = [int(i) for i in frame.index[blank]]
+        rows = [int(i) + 1 for i in frame.index[blank]]
         log.warning(
-            "%s: %d feature(s) with an empty '%s' are surveyed as the river '%s' (rows %s)",
-            where, len(rows), name_field, UNNAMED, ", ".join(map(str, rows[:10])) + (" …" if len(rows) > 10 else ""),
+            "%s: %d feature(s) with an empty '%s' are surveyed as the river '%s' (features %s, counting from 1)",
+            where, len(rows), name_field, UNNAMED, few(rows),
         )  # fmt: skip
     names = names.fillna(UNNAMED).mask(names == "", UNNAMED)
     area = None

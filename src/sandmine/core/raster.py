@@ -115,8 +115,9 @@ def check_metric_grid(grid: Grid, where: str) -> None:
     units = crs_units(grid.crs)
     name = grid.crs.to_string()
     if units != "metre":
-        what = f"the image's CRS ({name}) is in {units}, not metres: pixel areas and the minimum mapping unit "
-        what += "would be counted in " + ("degrees²" if units == "degrees" else f"{units}²")
+        unit = "degrees" if units == "degrees" else f"units of {units}"
+        what = f"the image's CRS ({name}) is in {unit}, not metres: pixel areas and the minimum mapping unit "
+        what += f"would be counted in {'degrees' if units == 'degrees' else units}²"
     else:
         gx, gy = ground_pixel_m(grid)
         rx, ry = abs(grid.transform.a), abs(grid.transform.e)

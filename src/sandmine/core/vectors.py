@@ -65,10 +65,10 @@ def read_vectors(path: str | Path, what: str, key: str, layer: str = "", layer_k
         raise SandmineError(f"{what} file has no CRS", where, "save it with its CRS (e.g. from QGIS)")
     empty = frame.geometry.isna() | frame.geometry.is_empty
     if empty.any():
-        rows = [int(i) for i in frame.index[empty]]
+        rows = [int(i) + 1 for i in frame.index[empty]]
         log.warning(
-            "%s: %d of %d feature(s) have no geometry and are left out (rows %s)",
-            where, len(rows), len(frame), _few(rows),
+            "%s: %d of %d feature(s) have no geometry and are left out (features %s, counting from 1)",
+            where, len(rows), len(frame), few(rows),
         )  # fmt: skip
     return frame[~empty].to_crs("EPSG:4326")
 
@@ -87,7 +87,8 @@ def _listed(path: Path, layers: list[str]) -> str:
     return ", ".join(out)
 
 
-def _few(items: list[int], n: int = 10) -> str:
+def few(items: list[int], n: int = 10) -> str:
+    """Up to `n` numbers for a message, and how many more."""
     shown = ", ".join(map(str, items[:n]))
     return shown + (f" and {len(items) - n} more" if len(items) > n else "")
 

@@ -111,7 +111,7 @@ def parse_export(rows: Iterable[dict], project_id: str | None = None) -> list[La
         if len(copies) == 1:
             out.append(copies[0][2])
             continue
-        said = "; ".join(f"row {n}: {_describe(raw, project_id)}" for n, raw, _ in copies)
+        said = "; ".join(f"export row {n}: {_describe(raw, project_id)}" for n, raw, _ in copies)
         done = [(n, raw, row) for n, raw, row in copies if row.status == "done"]
         if not done:
             log.warning("data row %s is in the export %d times (%s): none finished", obs_id, len(copies), said)
@@ -127,7 +127,7 @@ def parse_export(rows: Iterable[dict], project_id: str | None = None) -> list[La
             )
         kept = done[-1]
         log.warning(
-            "data row %s is in the export %d times (%s): row %d kept (finished labels win over unfinished ones, "
+            "data row %s is in the export %d times (%s): export row %d kept (finished labels win over unfinished ones, "
             "identical finished copies count once)",
             obs_id, len(copies), said, kept[0],
         )  # fmt: skip
