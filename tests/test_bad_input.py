@@ -988,6 +988,8 @@ CASES += [
     ("Labelbox export: two different DONE copies of a row", labelbox_two_different_done_copies,
      ["'o' is in the export 2 times with different finished labels", "export row 1: DONE", "export row 2: DONE",
       "label lb-DONE", "export the project once"]),
+    ("params bands: [B02, B03, B04, B08]", _params_case("bands: [B02, B03, B04, B08]\n"),
+     ["params.yaml", "'bands' must be", "write B02 as B2, B03 as B3, B04 as B4, B08 as B8"]),
     ("bands named red, green, blue, nir", unknown_band_names,
      ["['blue', 'green', 'red', 'nir']", "name each band B1, B2", "set_band_description"]),
 ]  # fmt: skip

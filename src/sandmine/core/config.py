@@ -14,7 +14,7 @@ from typing import Any
 from omegaconf import OmegaConf
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationError
 
-from sandmine.core.bands import CATALOGUE, EXPORT_DEFAULT, INDICES, S2_L2A
+from sandmine.core.bands import CATALOGUE, EXPORT_DEFAULT, INDICES, S2_L2A, canonical
 from sandmine.core.errors import SandmineError
 
 # Valid values of a field are declared once, beside it: `param(default, Range(...) | Choice(...) | Items(...))`.
@@ -96,7 +96,11 @@ class Items(Spec):
 
     def detail(self, value: Any) -> str:
         unknown = self._unknown(value) if isinstance(value, list) else []
-        return f" ({', '.join(map(repr, unknown))} unknown)" if unknown and len(value) > 1 else ""
+        out = f" ({', '.join(map(repr, unknown))} unknown)" if unknown and len(value) > 1 else ""
+        spelt = {v: canonical(v) for v in unknown if isinstance(v, str) and canonical(v) in self.values}
+        if spelt:  # band names as ESA, SNAP or an image's descriptions write them
+            out += f"; write {', '.join(f'{a} as {b}' for a, b in spelt.items())}"
+        return out
 
 
 class Pattern(Spec):
