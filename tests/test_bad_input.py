@@ -943,6 +943,18 @@ def band_described_twice(tmp: Path) -> str:
     return str(err.value)
 
 
+def river_across_the_antimeridian(tmp: Path) -> str:
+    """A reach from 179.9° to -179.9° (Fiji) reads as one around the world: every zone would be surveyed."""
+    from sandmine.survey import read_rivers
+
+    reach = {"type": "LineString", "coordinates": [[179.9, -16.8], [-179.9, -16.7]]}
+    (tmp / "rivers.geojson").write_text(json.dumps({"type": "FeatureCollection", "features": [
+        {"type": "Feature", "properties": {"river": "Labasa"}, "geometry": reach}]}))  # fmt: skip
+    with pytest.raises(SandmineError) as err:
+        read_rivers(tmp / "rivers.geojson", "river")
+    return str(err.value)
+
+
 CASES += [
     ("scene in degrees (gdalwarp -t_srs EPSG:4326)", scene_in_degrees,
      ["scene.tif", "EPSG:4326", "in degrees", "gdalwarp -t_srs EPSG:32644 -tr 10 10"]),
@@ -982,6 +994,8 @@ CASES += [
     ("river reach with a null name", river_reach_with_null_name,
      ["2 feature(s) with an empty 'river' are surveyed as the river '(unnamed)' (features 2, 3, counting from 1)",
       "4 feature(s) of", "read as 2 river(s)", "km of line"]),
+    ("river across the antimeridian", river_across_the_antimeridian,
+     ["rivers.geojson", "feature(s) 1 (counting from 1) span more than 180°", "split those features at 180°"]),
     ("rivers file without any field", rivers_file_without_fields,
      ["rivers.gpkg", "no field 'river' (fields: [])", "add a text field 'river'"]),
     ("Labelbox export: DONE and IN_REVIEW copies of a row", labelbox_done_and_in_review_copies, ["not an error"]),

@@ -83,6 +83,14 @@ def test_read_vectors_missing_unreadable_and_crs_less_files(tmp_path):
         read_vectors(tmp_path / "nocrs.shp", "rivers", "survey.rivers")
 
 
+def test_read_vectors_refuses_a_feature_across_the_antimeridian(tmp_path):
+    path = tmp_path / "rivers.geojson"
+    across = LineString([(179.9, -16.8), (-179.9, -16.7)])  # Fiji: 0.2° long, read as 359.8°
+    gpd.GeoDataFrame({"river": ["Son", "Labasa"]}, geometry=[SON, across], crs="EPSG:4326").to_file(path)
+    with pytest.raises(SandmineError, match=r"feature\(s\) 2 \(counting from 1\) span more than 180°.*antimeridian"):
+        read_vectors(path, "rivers", "survey.rivers")
+
+
 def test_extent_counts_lines_in_km_and_polygons_in_km2():
     km, km2 = extent(LineString([(0, 0), (1, 0)]))  # one degree along the equator
     assert km == pytest.approx(111.32, abs=0.01) and km2 == 0

@@ -29,7 +29,7 @@ def read_vectors(path: str | Path, what: str, key: str, layer: str = "", layer_k
 
     Raises:
         SandmineError: the file is missing or unreadable, holds several layers with none chosen (lists
-            them), lacks the chosen layer, or has no CRS.
+            them), lacks the chosen layer, has no CRS, or a feature crosses the antimeridian.
     """
     import geopandas as gpd
     import pyogrio
@@ -70,7 +70,17 @@ def read_vectors(path: str | Path, what: str, key: str, layer: str = "", layer_k
             "%s: %d of %d feature(s) have no geometry and are left out (features %s, counting from 1)",
             where, len(rows), len(frame), few(rows),
         )  # fmt: skip
-    return frame[~empty].to_crs("EPSG:4326")
+    frame = frame[~empty].to_crs("EPSG:4326")
+    bounds = frame.geometry.bounds
+    wide = [int(i) + 1 for i in frame.index[(bounds.maxx - bounds.minx) > 180.0]]
+    if wide:  # a line from 179.9° to -179.9° reads as one around the world: every UTM zone would be surveyed
+        raise SandmineError(
+            f"feature(s) {few(wide)} (counting from 1) span more than 180° of longitude: they cross the antimeridian "
+            "(180°), or the file's CRS is not the one its coordinates are in",
+            where,
+            "split those features at 180° (QGIS: Vector > Geoprocessing > Split with Lines, or draw them in two parts)",
+        )
+    return frame
 
 
 def _listed(path: Path, layers: list[str]) -> str:
