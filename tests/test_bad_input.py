@@ -606,6 +606,409 @@ CASES += [
 ]
 
 
+# ------------------------------------------------------------ issue 19, items 4, 5, 6, 8, 9, 10 (branch harden-in)
+
+
+def _cli_error(*argv: str) -> str:
+    """`sandmine …` run as a user would: its error text (exit code 1) and no traceback."""
+    import contextlib
+    import io
+
+    from sandmine.__main__ import main
+
+    err, out = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(out), pytest.raises(SystemExit) as exit_:
+        main(list(argv))
+    assert exit_.value.code == 1 and "Traceback" not in err.getvalue(), err.getvalue()
+    return err.getvalue()
+
+
+def _warped(tmp: Path, crs: str, res: float | tuple[float, float], name: str = "scene.tif") -> Path:
+    """The test scene as `gdalwarp -t_srs CRS [-tr RES RES]` makes it (bilinear), band names kept."""
+    from rasterio.warp import calculate_default_transform, reproject
+
+    src = _image(tmp / "utm.tif")
+    with rasterio.open(src) as s:
+        rx, ry = res if isinstance(res, tuple) else (res, res)
+        transform, w, h = calculate_default_transform(s.crs, crs, s.width, s.height, *s.bounds, resolution=(rx, ry))
+        profile = {"driver": "GTiff", "width": w, "height": h, "count": s.count, "dtype": "float32", "crs": crs,
+                   "transform": transform, "nodata": float("nan")}  # fmt: skip
+        with rasterio.open(tmp / name, "w", **profile) as dst:
+            for b in range(1, s.count + 1):
+                out = np.full((h, w), np.nan, np.float32)
+                reproject(rasterio.band(s, b), out, dst_transform=transform, dst_crs=crs, dst_nodata=np.nan)
+                dst.write(out, b)
+            dst.descriptions = s.descriptions
+            dst.scales, dst.offsets = s.scales, s.offsets
+    return tmp / name
+
+
+def _predict_polygons(tmp: Path, scene: Path) -> str:
+    _checkpoint(tmp / "m.pt", BANDS)
+    out = ["--out", str(tmp / "p.tif"), "--polygons", str(tmp / "m.geojson"), "--window", "64", "--stride", "48"]
+    message = _cli_error("predict", str(scene), "--model", str(tmp / "m.pt"), *out, "--discard", "8")
+    assert not (tmp / "p.tif").exists() and not (tmp / "m.geojson").exists()  # refused before any work
+    return message
+
+
+def scene_in_degrees(tmp: Path) -> str:
+    """gdalwarp -t_srs EPSG:4326: was an empty mask, `0 polygons, 0.0 ha`, exit 0."""
+    return _predict_polygons(tmp, _warped(tmp, "EPSG:4326", 0.0001))
+
+
+def scene_in_us_feet(tmp: Path) -> str:
+    """A projected CRS whose unit is the US survey foot (a State Plane zone), 30 ft pixels."""
+    return _predict_polygons(tmp, _warped(tmp, "EPSG:2263", 30.0))
+
+
+def scene_in_web_mercator(tmp: Path) -> str:
+    """Metres, but Web Mercator's: at 24.8° N a "10 m" pixel is 9.1 m on the ground (areas 17 % too big)."""
+    return _predict_polygons(tmp, _warped(tmp, "EPSG:3857", 10.0))
+
+
+def scene_coarser_than_training(tmp: Path) -> str:
+    """A 30 m scene (Landsat-like) for a model trained on Sentinel-2's 10 m."""
+    return _predict_polygons(tmp, _warped(tmp, "EPSG:32644", 30.0))
+
+
+def scene_finer_than_training(tmp: Path) -> str:
+    """A 3 m scene (PlanetScope-like) for a model trained on 10 m."""
+    return _predict_polygons(tmp, _warped(tmp, "EPSG:32644", 3.0))
+
+
+def infer_stage_scene_in_degrees(tmp: Path) -> str:
+    """The infer/evaluate stages and the survey predict through `predict_file`: the same refusal there."""
+    from sandmine import models
+    from sandmine.prediction import Stitch, predict_file
+
+    model, ckpt = models.load_checkpoint(str(_checkpoint(tmp / "m.pt", BANDS)))
+    with pytest.raises(SandmineError) as err:
+        predict_file(model, ckpt, _warped(tmp, "EPSG:4326", 0.0001), tmp / "p.tif", Stitch(64, 48, 8, 2, "gaussian"))
+    assert not (tmp / "p.tif").exists()
+    return str(err.value)
+
+
+def areas_on_a_grid_in_degrees(tmp: Path) -> str:
+    """Any area in hectares (evaluate, survey, the CLI's minimum mapping unit) refuses a grid in degrees."""
+    grid = Grid(CRS.from_epsg(4326), Affine(0.0001, 0, 84.0, 0, -0.0001, 25.0), 96, 96)
+    with pytest.raises(SandmineError) as err:
+        _ = grid.pixel_area_ha
+    return str(err.value)
+
+
+def site_east_edge_on_zone_boundary(tmp: Path) -> str:
+    """East edge exactly 78.0: was refused with "split the site at 78° E"; it lies in zone 43."""
+    from sandmine.core.raster import grid_for_bounds
+    from sandmine.sources.gee import check_one_zone
+
+    for bounds, epsg in [((77.9, 25.0, 78.0, 25.1), 32643), ((78.0, 25.0, 78.1, 25.1), 32644),
+                         ((174.5, -41.4, 180.0, -41.0), 32760), ((-180.0, -17.0, -179.8, -16.8), 32701),
+                         ((30.0, -0.1, 36.0, 0.1), 32636)]:  # fmt: skip
+        check_one_zone("edge", bounds)
+        assert grid_for_bounds(bounds).crs.to_epsg() == epsg, bounds
+    with pytest.raises(SandmineError) as err:
+        check_one_zone("across", (77.9, 25.0, 78.000001, 25.1))
+    return str(err.value)
+
+
+def site_across_the_antimeridian(tmp: Path) -> str:
+    """A polygon across 180° (Fiji, Chukotka) reads as one around the world: named as such."""
+    from sandmine.sources.gee import check_one_zone
+
+    with pytest.raises(SandmineError) as err:
+        check_one_zone("fiji", (-179.9, -16.9, 179.9, -16.7))
+    return str(err.value)
+
+
+def params_env_interpolation(tmp: Path) -> str:
+    """`${oc.env:LABELBOX_API_KEY}` in params.yaml: the key's value was printed in an error message."""
+    import os
+
+    from sandmine.core.config import load_params
+
+    os.environ["SANDMINE_TEST_SECRET"] = "lb-s3cr3t-value"
+    try:
+        for value in ["${oc.env:SANDMINE_TEST_SECRET}", "x/${oc.decode:${oc.env:SANDMINE_TEST_SECRET}}/y",
+                      "${ oc.env : SANDMINE_TEST_SECRET }"]:  # fmt: skip
+            (tmp / "params.yaml").write_text(f'survey:\n  rivers: "{value}"\n')
+            with pytest.raises(SandmineError) as err:
+                load_params(tmp / "params.yaml")
+            assert "s3cr3t" not in str(err.value)
+        (tmp / "params.yaml").write_text("labels:\n  project_id: ${oc.env:SANDMINE_TEST_SECRET}\n")
+        with pytest.raises(SandmineError) as err:
+            load_params(tmp / "params.yaml")
+    finally:
+        del os.environ["SANDMINE_TEST_SECRET"]
+    assert "s3cr3t" not in str(err.value)
+    return str(err.value)
+
+
+def safe_product_asked_for_radar(tmp: Path) -> str:
+    """bands: [..., VV, VH, CLOUD] with a Sentinel-2 SAFE: was told to download the complete product."""
+    from sandmine.sources.local import stack_safe
+
+    img = tmp / "S2B_MSIL2A.SAFE" / "GRANULE" / "L2A_T44RQR" / "IMG_DATA" / "R10m"
+    img.mkdir(parents=True)
+    for b in ("B02", "B03", "B04", "B08"):
+        (img / f"T44RQR_20251115T050000_{b}_10m.jp2").write_bytes(b"")
+    with pytest.raises(SandmineError) as err:
+        stack_safe(tmp / "S2B_MSIL2A.SAFE", ["B2", "B3", "B4", "B8", "VV", "VH", "CLOUD"])
+    return str(err.value)
+
+
+def zero_padded_band_names(tmp: Path) -> str:
+    """Bands described B02, B03, B04, B08 (ESA, SNAP, QGIS): were told to "export the missing bands"."""
+    from sandmine import models
+    from sandmine.prediction import Stitch, predict_file
+
+    padded = ["B02", "B03", "B04", "B08", "b11", "B12", "vv", "VH"]
+    _image(tmp / "a.tif", bands=BANDS)
+    _image(tmp / "b.tif", bands=padded)  # the same pixels (same seed), other spellings
+    np.testing.assert_array_equal(read_image(tmp / "a.tif", BANDS).data, read_image(tmp / "b.tif", BANDS).data)
+    model, ckpt = models.load_checkpoint(str(_checkpoint(tmp / "m.pt", BANDS)))
+    predict_file(model, ckpt, tmp / "b.tif", tmp / "p.tif", Stitch(64, 48, 8, 2, "gaussian"))
+    assert (tmp / "p.tif").exists()
+    return "not an error: band descriptions are read as B1…B12, B8A, VV, VH, CLOUD in any case, B02 as B2"
+
+
+def unknown_band_names(tmp: Path) -> str:
+    """Bands described red, green, blue, nir: the message says how bands must be named."""
+    _image(tmp / "scene.tif", bands=["blue", "green", "red", "nir", "B11", "B12", "VV", "VH"])
+    with pytest.raises(SandmineError) as err:
+        read_image(tmp / "scene.tif", BANDS)
+    return str(err.value)
+
+
+def _export_row(status: str, x: float = 81.003, labels: bool = True) -> dict:
+    """A Labelbox export row (geospatial project) for observation `o` with one mine at lon `x`."""
+    ring = [[x, 24.86], [x + 0.0004, 24.86], [x + 0.0004, 24.8604], [x, 24.8604], [x, 24.86]]
+    obj = {"name": "mine", "value": "mine", "geojson": {"type": "Polygon", "coordinates": [ring]}}
+    label = {"id": f"lb-{status}", "annotations": {"objects": [obj]}}
+    project = {"labels": [label] if labels else [], "project_details": {"workflow_status": status}}
+    return {"data_row": {"id": "ck-o", "global_key": "o"}, "projects": {"p1": project}}
+
+
+def _pull(tmp: Path, *rows: dict) -> str:
+    """annotate-pull on a concatenated export holding `rows`: its index.csv line of `o`, or the error."""
+    from sandmine.core.config import Params
+    from sandmine.steps import annotate_pull
+
+    for d in ("source", "images"):
+        (tmp / d).mkdir(exist_ok=True)
+    _image(tmp / "images" / "o.tif")
+    (tmp / "images" / "manifest.csv").write_text("obs_id,site_id,date,role,file\no,s,2025-11-15,labelled,o.tif\n")
+    (tmp / "source" / "labels.ndjson").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    p = Params()
+    p.labels.project_id = "p1"
+    try:
+        annotate_pull.run(p, tmp / "source", tmp / "images", tmp / "labels", tmp / "labels.json")
+    except SandmineError as exc:
+        return str(exc)
+    return (tmp / "labels" / "index.csv").read_text().splitlines()[1]
+
+
+def labelbox_done_and_in_review_copies(tmp: Path) -> str:
+    """Two exports joined: DONE then IN_REVIEW of one data row. Was: "no observation has finished labels"."""
+    line = _pull(tmp, _export_row("DONE"), _export_row("IN_REVIEW", labels=False))
+    assert line.startswith("o,done,1,"), line
+    assert _pull(tmp, _export_row("IN_REVIEW", labels=False), _export_row("DONE")).startswith("o,done,1,")
+    return f"not an error: the finished copy is kept (index.csv: {line}), the duplicate named in the log"
+
+
+def labelbox_two_different_done_copies(tmp: Path) -> str:
+    """Two exports joined, the data row DONE in both with different polygons: which is right is unknown."""
+    return _pull(tmp, _export_row("DONE"), _export_row("DONE", x=81.005))
+
+
+def _logged(fn: Callable[[], object]) -> str:
+    """What `fn` logs through sandmine's loggers (INFO and above), one record a line."""
+    import logging
+
+    records: list[str] = []
+    handler = logging.Handler(logging.INFO)
+    handler.emit = lambda record: records.append(record.getMessage())  # type: ignore[method-assign]
+    logger = logging.getLogger("sandmine")
+    level = logger.level
+    logger.setLevel(logging.INFO)  # setLevel, not .level =: it clears the loggers' cached decisions
+    logger.addHandler(handler)
+    try:
+        fn()
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+    return "\n".join(records)
+
+
+def _two_layer_gpkg(path: Path) -> Path:
+    import geopandas as gpd
+    from shapely.geometry import LineString, box
+
+    son = LineString([(82.5, 24.4), (82.6, 24.42)])
+    gpd.GeoDataFrame({"river": ["Son"]}, geometry=[son], crs="EPSG:4326").to_file(path, layer="son", driver="GPKG")
+    ken = gpd.GeoDataFrame({"river": ["Ken", "Betwa"]}, geometry=[son, son], crs="EPSG:4326")
+    ken.to_file(path, layer="ken_betwa", driver="GPKG")
+    gpd.GeoDataFrame(geometry=[box(80, 24, 83, 26)], crs="EPSG:4326").to_file(path, layer="basin", driver="GPKG")
+    return path
+
+
+def rivers_gpkg_with_two_layers(tmp: Path) -> str:
+    """Was: the first layer surveyed, the others dropped (a pyogrio warning only)."""
+    from sandmine.survey import read_rivers
+
+    path = _two_layer_gpkg(tmp / "rivers.gpkg")
+    assert [r.name for r in read_rivers(path, "river", layer="ken_betwa")] == ["Betwa", "Ken"]
+    with pytest.raises(SandmineError) as err:
+        read_rivers(path, "river")
+    return str(err.value)
+
+
+def export_rivers_gpkg_with_two_layers(tmp: Path) -> str:
+    """The export stage's rivers (source.rivers_file, for aoi.rivers: vector) go through the same reader."""
+    from sandmine.steps.export import _rivers_file
+
+    with pytest.raises(SandmineError) as err:
+        _rivers_file(_two_layer_gpkg(tmp / "rivers.gpkg"), "")
+    return str(err.value)
+
+
+def river_reach_with_null_name(tmp: Path) -> str:
+    """Was: a reach whose name is null dropped without a word. Now an `(unnamed)` river, named in the log."""
+    from sandmine.survey import read_rivers
+
+    (tmp / "rivers.geojson").write_text(json.dumps({"type": "FeatureCollection", "features": [
+        {"type": "Feature", "properties": {"river": name},
+         "geometry": {"type": "LineString", "coordinates": [[82.5 + k / 10, 24.4], [82.55 + k / 10, 24.42]]}}
+        for k, name in enumerate(["Son", None, " ", "Son"])]}))  # fmt: skip
+    rivers: list = []
+    log = _logged(lambda: rivers.extend(read_rivers(tmp / "rivers.geojson", "river")))
+    assert [r.name for r in rivers] == ["(unnamed)", "Son"]
+    return f"not an error: {log}"
+
+
+def rivers_file_without_fields(tmp: Path) -> str:
+    """Was told to set survey.river_field, which cannot help when the file has no field at all."""
+    import geopandas as gpd
+    from shapely.geometry import LineString
+
+    path = tmp / "rivers.gpkg"
+    gpd.GeoDataFrame(geometry=[LineString([(82.5, 24.4), (82.6, 24.42)])], crs="EPSG:4326").to_file(path)
+    from sandmine.survey import read_rivers
+
+    with pytest.raises(SandmineError) as err:
+        read_rivers(path, "river")
+    return str(err.value)
+
+
+def predict_workers_scene_in_degrees(tmp: Path) -> str:
+    """`sandmine predict --workers 2` (the Dask path): refused before any worker starts."""
+    scene = _warped(tmp, "EPSG:4326", 0.0001)
+    _checkpoint(tmp / "m.pt", BANDS)
+    message = _cli_error("predict", str(scene), "--model", str(tmp / "m.pt"), "--out", str(tmp / "p.tif"),
+                         "--workers", "2", "--window", "64", "--stride", "48", "--discard", "8")  # fmt: skip
+    assert not (tmp / "p.tif").exists()
+    return message
+
+
+def local_source_scene_in_degrees(tmp: Path) -> str:
+    """The local source puts a user's GeoTIFF on the site's UTM grid: a scene in degrees is reprojected and
+    the log says so; a 30 m scene is resampled with a warning that the maps will be blurrier."""
+    from sandmine.sources.local import read_geotiff
+
+    scene = _warped(tmp, "EPSG:4326", 0.0001)
+    data: list = []
+    log = _logged(lambda: data.append(read_geotiff(scene, BANDS, GRID)))
+    assert data[0].shape == (len(BANDS), 96, 96) and np.isfinite(data[0][:, 10:-10, 10:-10]).all()
+    log += "\n" + _logged(lambda: read_geotiff(_warped(tmp, "EPSG:32644", 30.0, "coarse.tif"), BANDS, GRID))
+    return f"not an error: {log}"
+
+
+def l2a_product_asked_for_b10(tmp: Path) -> str:
+    """bands with B10 and an L2A product, which never has it: was told to download the complete product."""
+    from sandmine.sources.local import stack_safe
+
+    img = tmp / "S2A_MSIL2A_20251115.SAFE" / "GRANULE" / "L2A_T44RQR" / "IMG_DATA" / "R10m"
+    img.mkdir(parents=True)
+    for b in ("B02", "B03", "B04"):
+        (img / f"T44RQR_20251115T050000_{b}_10m.jp2").write_bytes(b"")
+    with pytest.raises(SandmineError) as err:
+        stack_safe(tmp / "S2A_MSIL2A_20251115.SAFE", ["B2", "B3", "B4", "B10"])
+    return str(err.value)
+
+
+def band_described_twice(tmp: Path) -> str:
+    """B02 and B2 in one file are one band named twice: which one is meant cannot be told."""
+    _image(tmp / "scene.tif", bands=["B02", "B3", "B4", "B8", "B11", "B12", "VV", "B2"])
+    with pytest.raises(SandmineError) as err:
+        read_image(tmp / "scene.tif", BANDS[:6])
+    return str(err.value)
+
+
+def river_across_the_antimeridian(tmp: Path) -> str:
+    """A reach from 179.9° to -179.9° (Fiji) reads as one around the world: every zone would be surveyed."""
+    from sandmine.survey import read_rivers
+
+    reach = {"type": "LineString", "coordinates": [[179.9, -16.8], [-179.9, -16.7]]}
+    (tmp / "rivers.geojson").write_text(json.dumps({"type": "FeatureCollection", "features": [
+        {"type": "Feature", "properties": {"river": "Labasa"}, "geometry": reach}]}))  # fmt: skip
+    with pytest.raises(SandmineError) as err:
+        read_rivers(tmp / "rivers.geojson", "river")
+    return str(err.value)
+
+
+CASES += [
+    ("scene in degrees (gdalwarp -t_srs EPSG:4326)", scene_in_degrees,
+     ["scene.tif", "EPSG:4326", "in degrees", "gdalwarp -t_srs EPSG:32644 -tr 10 10"]),
+    ("scene in US survey feet (EPSG:2263)", scene_in_us_feet,
+     ["scene.tif", "in units of US survey foot", "gdalwarp -t_srs EPSG:32644"]),
+    ("scene in Web Mercator (EPSG:3857)", scene_in_web_mercator,
+     ["scene.tif", "does not keep areas", "+22%", "gdalwarp -t_srs EPSG:32644"]),
+    ("30 m scene for a 10 m model", scene_coarser_than_training,
+     ["scene.tif", "30.0 × 30.0 m", "trained on 10 m pixels", "0.33 times as many pixels across",
+      "gdalwarp -t_srs EPSG:32644 -tr 10 10"]),
+    ("3 m scene for a 10 m model", scene_finer_than_training,
+     ["3.0 × 3.0 m", "trained on 10 m pixels", "3.3 times as many", "-tr 10 10"]),
+    ("sandmine predict --workers: scene in degrees", predict_workers_scene_in_degrees,
+     ["scene.tif", "in degrees", "gdalwarp -t_srs EPSG:32644"]),
+    ("local source: scene in degrees, scene at 30 m", local_source_scene_in_degrees,
+     ["reprojected from EPSG:4326 (degrees) to the site's UTM grid EPSG:32644 at 10 m",
+      "pixels of 30.0 × 30.0 m on the ground", "blurrier"]),
+    ("infer stage: scene in degrees", infer_stage_scene_in_degrees, ["scene.tif", "in degrees", "gdalwarp"]),
+    ("areas on a grid in degrees", areas_on_a_grid_in_degrees, ["pixel areas", "degrees", "gdalwarp"]),
+    ("site whose east edge is a zone boundary (78.0)", site_east_edge_on_zone_boundary,
+     ["'across'", "spans two UTM zones (43 and 44, boundary at 78° E)", "edge exactly on a boundary is fine"]),
+    ("site across the antimeridian", site_across_the_antimeridian,
+     ["'fiji'", "antimeridian", "split the site at 180°"]),
+    ("params ${oc.env:…} interpolation", params_env_interpolation,
+     ["params.yaml", "'labels.project_id'", "oc.env", "environment", ".dvc/config.local"]),
+    ("SAFE product asked for VV, VH, CLOUD", safe_product_asked_for_radar,
+     ["S2B_MSIL2A.SAFE", "['VV', 'VH', 'CLOUD']", "never has them", "'bands' and 'model.bands'"]),
+    ("L2A product asked for B10", l2a_product_asked_for_b10,
+     ["MSIL2A", "B10 (cirrus) is not in Sentinel-2 L2A", "drop B10 from 'bands' and 'model.bands'"]),
+    ("band described twice (B02 and B2)", band_described_twice, ["scene.tif", "['B2'] are described twice"]),
+    ("bands named B02…B08", zero_padded_band_names, ["B02 as B2"]),
+    ("rivers GeoPackage with several layers", rivers_gpkg_with_two_layers,
+     ["rivers.gpkg", "holds 3 layers", "'son': 1 LineString", "'ken_betwa': 2 LineString", "'basin': 1 Polygon",
+      "set 'survey.rivers_layer'"]),
+    ("export: rivers GeoPackage with several layers", export_rivers_gpkg_with_two_layers,
+     ["rivers.gpkg", "holds 3 layers", "set 'source.rivers_layer'"]),
+    ("river reach with a null name", river_reach_with_null_name,
+     ["2 feature(s) with an empty 'river' are surveyed as the river '(unnamed)' (features 2, 3, counting from 1)",
+      "4 feature(s) of", "read as 2 river(s)", "km of line"]),
+    ("river across the antimeridian", river_across_the_antimeridian,
+     ["rivers.geojson", "feature(s) 1 (counting from 1) span more than 180°", "split those features at 180°"]),
+    ("rivers file without any field", rivers_file_without_fields,
+     ["rivers.gpkg", "no field 'river' (fields: [])", "add a text field 'river'"]),
+    ("Labelbox export: DONE and IN_REVIEW copies of a row", labelbox_done_and_in_review_copies, ["not an error"]),
+    ("Labelbox export: two different DONE copies of a row", labelbox_two_different_done_copies,
+     ["'o' is in the export 2 times with different finished labels", "export row 1: DONE", "export row 2: DONE",
+      "label lb-DONE", "export the project once"]),
+    ("params bands: [B02, B03, B04, B08]", _params_case("bands: [B02, B03, B04, B08]\n"),
+     ["params.yaml", "'bands' must be", "write B02 as B2, B03 as B3, B04 as B4, B08 as B8"]),
+    ("bands named red, green, blue, nir", unknown_band_names,
+     ["['blue', 'green', 'red', 'nir']", "name each band B1, B2", "set_band_description"]),
+]  # fmt: skip
+
+
 @pytest.mark.parametrize(("row", "case", "fragments"), CASES, ids=[c[0] for c in CASES])
 def test_bad_input_is_named_and_explained(tmp_path, row, case, fragments):
     message = case(tmp_path)

@@ -6,7 +6,7 @@ import json
 import pytest
 
 from sandmine.core.errors import SandmineError
-from sandmine.sources.labelbox import parse_row
+from sandmine.sources.labelbox import parse_export, parse_row
 
 GEO_ROW = {
     "data_row": {
@@ -337,3 +337,39 @@ def test_labelbox_push_command_sends_the_manifest(fake_client, tmp_path, capsys)
         main(["labelbox-push", "--project", "p1", "--dataset", "d2", "--url", "{nope}",
               "--manifest", str(tmp_path / "manifest.csv")])  # fmt: skip
     assert "unknown placeholder" in capsys.readouterr().err
+
+
+def _copy(status: str, labels: bool = True, x: float = 79.95) -> dict:
+    """GEO_ROW exported again with `status` (labels kept, or none), its polygon moved to `x`."""
+    row = copy.deepcopy(GEO_ROW)
+    project = row["projects"]["p1"]
+    project["project_details"]["workflow_status"] = status
+    project["labels"][0]["annotations"]["objects"][0]["geojson"]["coordinates"][0][0][0] = x
+    project["labels"][0]["annotations"]["objects"][0]["geojson"]["coordinates"][0][-1][0] = x
+    if not labels:
+        project["labels"] = []
+    return row
+
+
+def test_parse_export_keeps_the_finished_copy_of_a_duplicate(caplog):
+    for rows in ([_copy("DONE"), _copy("IN_REVIEW", labels=False)], [_copy("IN_REVIEW", labels=False), _copy("DONE")]):
+        [row] = parse_export(rows)
+        assert row.status == "done" and len(row.annotations) == 1
+    assert "betwa_a_2025-11-15 is in the export 2 times" in caplog.text and "IN_REVIEW, 0 label(s)" in caplog.text
+
+
+def test_parse_export_counts_identical_finished_copies_once():
+    assert [r.obs_id for r in parse_export([_copy("DONE"), PIXEL_ROW, _copy("DONE")], "p1")] == [
+        "betwa_a_2025-11-15",
+        "son_a_2025-11-15",
+    ]
+
+
+def test_parse_export_refuses_two_different_finished_copies():
+    with pytest.raises(SandmineError, match=r"'betwa_a_2025-11-15' is in the export 2 times with different"):
+        parse_export([_copy("DONE"), _copy("DONE", x=79.9505)])
+
+
+def test_parse_export_keeps_the_last_of_unfinished_copies():
+    [row] = parse_export([_copy("IN_REVIEW"), _copy("TO_LABEL", labels=False)])
+    assert row.status == "not_done" and "TO_LABEL" in row.problems[0]

@@ -144,7 +144,12 @@ def _survey(a: argparse.Namespace) -> None:
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")  # as the stage logs
     p = load_params(a.params)
-    for key, value in (("rivers", a.rivers), ("river_field", a.river_field), ("region", a.region)):
+    for key, value in (
+        ("rivers", a.rivers),
+        ("rivers_layer", a.rivers_layer),
+        ("river_field", a.river_field),
+        ("region", a.region),
+    ):
         if value is not None:
             setattr(p.survey, key, str(value))
     if a.period:
@@ -243,6 +248,7 @@ def parser() -> argparse.ArgumentParser:
     sv.add_argument("--params", type=Path, default=Path("params.yaml"))
     sv.add_argument("--model", type=Path, default=Path("models/model.pt"))
     sv.add_argument("--rivers", type=Path, help="vector file of rivers, any CRS (survey.rivers)")
+    sv.add_argument("--rivers-layer", help="its layer, for a GeoPackage of several (survey.rivers_layer)")
     sv.add_argument("--river-field", help="the field naming each river (survey.river_field)")
     sv.add_argument("--region", type=Path, help="polygon file: only the rivers inside it (survey.region)")
     sv.add_argument("--period", action="append", help="START/END, repeat for several (survey.periods)")

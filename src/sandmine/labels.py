@@ -31,11 +31,20 @@ def pull(
 ) -> dict[str, float]:
     """Write `{obs_id}.geojson`, `{obs_id}.tif` and `index.csv` for every labelled observation.
 
-    `rows` are parsed by a source (Labelbox export rows, GeoJSON files); the last row of an
-    observation wins. Rows not marked done, or missing, are listed in the index with status and
-    left out of training; they do not stop the stage. Returns label statistics for metrics/labels.json.
+    `rows` are parsed by a source (Labelbox export rows, GeoJSON files), one per observation (a
+    second row for one is an error: sources resolve their duplicates by a stated rule). Rows not
+    marked done, or missing, are listed in the index with status and left out of training; they do
+    not stop the stage. Returns label statistics for metrics/labels.json.
     """
-    parsed = {row.obs_id: row for row in rows}
+    parsed: dict[str, LabelRow] = {}
+    for row in rows:
+        if row.obs_id in parsed:  # a source resolves its duplicates (labelbox.parse_export): none is dropped here
+            raise SandmineError(
+                f"observation '{row.obs_id}' has two label rows ({parsed[row.obs_id].status}, {row.status})",
+                "labels export",
+                "keep one row per observation in the export",
+            )
+        parsed[row.obs_id] = row
     index, n_mine, n_valid, n_polys, n_done = [], 0, 0, 0, 0
     for rec in tqdm(manifest, desc="labels", unit="obs"):
         if rec["role"] != "labelled":

@@ -11,6 +11,7 @@ whole-raster pass.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -24,12 +25,22 @@ from rasterio.transform import Affine
 from torch import nn
 from tqdm import tqdm
 
-from sandmine.core.bands import normalise, read_names
+from sandmine.core.bands import naming_advice, normalise, read_names
 from sandmine.core.errors import SandmineError
 from sandmine.core.metrics import quantise
-from sandmine.core.raster import CogWriter, Grid, ImageReader
+from sandmine.core.raster import (
+    CogWriter,
+    Grid,
+    ImageReader,
+    band_names,
+    check_metric_grid,
+    ground_pixel_m,
+    warp_command,
+)
 from sandmine.core.windows import keep_region, starts
 from sandmine.device import autocast, device_of, to_device
+
+log = logging.getLogger(__name__)
 
 BLENDS = ("mean", "gaussian")
 __all__ = ["BLENDS", "Stitch", "blend_weights", "normalise", "predict", "predict_file", "predict_rows"]
@@ -185,7 +196,7 @@ def _predict_file(
 
     try:  # a clear error before anything is written
         with rasterio.open(src) as probe:
-            descs = list(probe.descriptions or ())
+            descs = band_names(probe.descriptions or ())
     except rasterio.errors.RasterioIOError:
         descs = []  # ImageReader below names the problem
     missing = [n for n in names if n not in descs]
@@ -193,10 +204,11 @@ def _predict_file(
         raise SandmineError(
             f"the model was trained on bands {names}; the image lacks {missing} (it has {descs})",
             str(src),
-            "predict with a model trained on this image's bands, or export the missing bands",
+            f"predict with a model trained on this image's bands, or export the missing bands{naming_advice(descs)}",
         )
     with ImageReader(src, names) as reader:
         g = reader.grid
+        check_grid_for_model(g, ckpt, str(src))
         row0, row1 = rows if rows is not None else (0, g.height)
         out_grid = g if rows is None else _row_grid(g, row0, row1)
         all_tags = {"source": reader.tags.get("source", ""), "date": reader.tags.get("date", "")}
@@ -225,6 +237,34 @@ def _predict_file(
                 for k in [k for k in list(invalid) if k < r]:  # list(): the reader thread adds rows
                     invalid.pop(k, None)
                 out.write_rows(r - row0, quantise(block))
+
+
+TRAINING_RES_M = 10.0  # what a checkpoint without `res_m` was trained on (every source exports 10 m)
+RES_REFUSED = 1.5  # pixels this many times coarser or finer than the model's are refused
+RES_WARNED = 1.1  # and this many times, a warning
+
+
+def check_grid_for_model(grid: Grid, ckpt: dict, where: str) -> None:
+    """Refuse an image the model cannot map: a CRS whose pixel areas are not ground areas (degrees,
+    feet, Web Mercator), or pixels much coarser or finer than those the model was trained on.
+
+    Raises:
+        SandmineError: saying what the model expects and the gdalwarp command that makes it.
+    """
+    check_metric_grid(grid, where)
+    want = float(ckpt.get("res_m") or TRAINING_RES_M)
+    gx, gy = ground_pixel_m(grid)
+    worst = max(gx / want, want / gx, gy / want, want / gy)
+    said = f"the image's pixels are {gx:.1f} × {gy:.1f} m on the ground; the model was trained on {want:g} m pixels"
+    if worst > RES_REFUSED:
+        raise SandmineError(
+            f"{said}: a mine would cover {want / gx:.2g} times as many pixels across as the model learnt, and the "
+            "probabilities would mean nothing",
+            where,
+            f"resample the image to {want:g} m first: {warp_command(grid, where, want)}",
+        )
+    if worst > RES_WARNED:
+        log.warning("%s: %s; predicting anyway (within a factor %g)", where, said, RES_REFUSED)
 
 
 def _row_grid(g: Grid, row0: int, row1: int) -> Grid:

@@ -22,7 +22,7 @@ import rasterio.windows
 import torch
 
 from sandmine import models
-from sandmine.core.raster import CogWriter, read_grid
+from sandmine.core.raster import CogWriter, check_metric_grid, read_grid
 from sandmine.device import resolve_device
 from sandmine.prediction import Stitch, predict_file
 
@@ -114,7 +114,9 @@ def predict_many(
 
     plan = []
     for job in jobs:
-        h = read_grid(job.src).height
+        g = read_grid(job.src)
+        check_metric_grid(g, str(job.src))  # before any task starts (the tasks check the resolution too)
+        h = g.height
         parts = tiles(h, tile_rows) if h > tile_rows else [None]
         plan.append((job, parts))
     n_tasks = sum(len(parts) for _, parts in plan)

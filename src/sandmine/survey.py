@@ -15,6 +15,7 @@ seam merging, change, VRT mosaics and the GeoPackage. `steps/survey.py` runs it.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import math
 import os
 import re
@@ -36,6 +37,8 @@ from shapely.strtree import STRtree
 from sandmine.core.errors import SandmineError
 from sandmine.core.files import atomic_path
 from sandmine.core.raster import Grid, OverviewResampling, rasterize, to_crs
+
+log = logging.getLogger(__name__)
 
 RES_M = 10.0
 PERIOD = re.compile(r"^(\d{4}-\d{2}-\d{2})/(\d{4}-\d{2}-\d{2})$")
@@ -116,49 +119,68 @@ class River:
     properties: dict = field(default_factory=dict, hash=False, compare=False)
 
 
-def read_rivers(path: str | Path, name_field: str, region: str | Path | None = None) -> list[River]:
-    """Rivers of a vector file (any CRS and format GeoPandas reads), by name, clipped to `region`.
+UNNAMED = "(unnamed)"  # the river of features whose name field is empty
 
-    Features with the same name are one river. Raises SandmineError naming the file and the field
-    when the file is missing, has no CRS, lacks `name_field`, or no river lies inside the region.
+
+def read_rivers(path: str | Path, name_field: str, region: str | Path | None = None, layer: str = "") -> list[River]:
+    """Rivers of a vector file (any CRS and format GeoPandas reads; `layer` of a GeoPackage), by name,
+    clipped to `region`.
+
+    Features with the same name are one river; features whose name is empty are the river `(unnamed)`.
+    The log says what was read (features, rivers, km of line, km² of polygons) and what was left out
+    (features without geometry, rivers outside the region).
+
+    Raises:
+        SandmineError: naming the file and the field when the file is missing, has no CRS, holds several
+            layers with none chosen, lacks `name_field`, or no river lies inside the region.
     """
-    import geopandas as gpd
+    from sandmine.core.vectors import extent, few, read_vectors
 
-    path = Path(path).expanduser()
-    where = str(path)
-    if not path.exists():
-        raise SandmineError("rivers file not found", where, "fix 'survey.rivers' in params.yaml")
-    try:
-        frame = gpd.read_file(path)
-    except Exception as exc:  # pyogrio raises several types for unreadable files
-        raise SandmineError(f"not a vector file GeoPandas can read ({exc})", where) from exc
-    if frame.crs is None:
-        raise SandmineError("rivers file has no CRS", where, "save it with its CRS (e.g. from QGIS)")
+    where = str(Path(path).expanduser())
+    frame = read_vectors(path, "rivers", "survey.rivers", layer, "survey.rivers_layer")
     if name_field not in frame.columns:
         columns = [c for c in frame.columns if c != "geometry"]
-        raise SandmineError(
-            f"rivers have no field '{name_field}' (fields: {columns})",
-            where,
-            "set 'survey.river_field' to the field that names each river",
+        fix = (
+            f"set 'survey.river_field' to the field that names each river (one of {columns})"
+            if columns
+            else f"the file has no fields at all, so its rivers cannot be told apart: add a text field '{name_field}' "
+            f"naming each river (QGIS: Layer > Open Attribute Table > New Field, then fill it in, or Field "
+            f"Calculator with a constant name such as 'Ganga' for a file of one river) and save it"
         )
-    frame = frame[frame.geometry.notna() & ~frame.geometry.is_empty].to_crs("EPSG:4326")
+        raise SandmineError(f"rivers have no field '{name_field}' (fields: {columns})", where, fix)
     if frame.empty:
-        raise SandmineError("rivers file has no geometry", where)
+        raise SandmineError("rivers file has no geometry", where, "draw the rivers as lines or polygons")
+    names = frame[name_field].astype("string").str.strip()
+    blank = names.isna() | (names == "")
+    if blank.any():
+        rows = [int(i) + 1 for i in frame.index[blank]]
+        log.warning(
+            "%s: %d feature(s) with an empty '%s' are surveyed as the river '%s' (features %s, counting from 1)",
+            where, len(rows), name_field, UNNAMED, few(rows),
+        )  # fmt: skip
+    names = names.fillna(UNNAMED).mask(names == "", UNNAMED)
     area = None
     if region:
         area = _region(Path(region).expanduser())
-    rivers = []
-    for name, group in frame.groupby(frame[name_field].astype(str), sort=True):
+    rivers, outside = [], []
+    for name, group in frame.groupby(names, sort=True):
         geom = shapely.union_all(list(group.geometry))
         if area is not None:
             geom = geom.intersection(area)
         if geom.is_empty:
+            outside.append(str(name))
             continue
         props = {k: _plain(v) for k, v in group.iloc[0].items() if k != "geometry"}
         rivers.append(River(str(name), geom, props))
+    km, km2 = (sum(v) for v in zip(*(extent(r.geometry) for r in rivers), strict=True)) if rivers else (0.0, 0.0)
+    log.info(
+        "rivers: %d feature(s) of %s read as %d river(s): %.1f km of line, %.1f km² of polygons%s%s",
+        len(frame), where, len(rivers), km, km2, f" inside the region {region}" if region else "",
+        f"; outside the region, left out: {', '.join(outside)}" if outside else "",
+    )  # fmt: skip
     if not rivers:
         raise SandmineError(
-            f"no river of {path.name} lies inside the region {region}",
+            f"no river of {Path(path).name} lies inside the region {region}",
             "params.yaml: survey.region",
             "check that the region overlaps the rivers (both are reprojected to EPSG:4326), or clear survey.region",
         )
@@ -166,14 +188,10 @@ def read_rivers(path: str | Path, name_field: str, region: str | Path | None = N
 
 
 def _region(path: Path) -> BaseGeometry:
-    import geopandas as gpd
+    from sandmine.core.vectors import read_vectors
 
-    if not path.exists():
-        raise SandmineError("region file not found", str(path), "fix 'survey.region' in params.yaml")
-    frame = gpd.read_file(path)
-    if frame.crs is None:
-        raise SandmineError("region file has no CRS", str(path), "save it with its CRS (e.g. from QGIS)")
-    geom = shapely.union_all(list(frame.to_crs("EPSG:4326").geometry))
+    frame = read_vectors(path, "region", "survey.region")
+    geom = shapely.union_all(list(frame.geometry))
     if geom.is_empty or geom.area == 0:
         raise SandmineError("region has no polygon with area", str(path), "draw the region as a polygon")
     return geom

@@ -7,7 +7,7 @@ from rasterio import features
 from scipy import ndimage
 from shapely.geometry import mapping, shape
 
-from sandmine.core.raster import Grid, to_crs
+from sandmine.core.raster import Grid, check_metric_grid, to_crs
 
 
 def polygons(
@@ -17,6 +17,7 @@ def polygons(
 
     Each has `area_ha` (computed in the image's metric CRS), `mean_prob`, and `properties`.
     """
+    check_metric_grid(grid, _where(properties))  # areas below are in CRS units²: metres on the ground only
     mask = (prob >= threshold).astype(np.uint8)
     regions, n = ndimage.label(mask)
     means = ndimage.mean(prob, regions, np.arange(1, n + 1))  # one pass, not one scan per polygon
@@ -42,6 +43,7 @@ def class_polygons(
 ) -> list[dict]:
     """GeoJSON features (EPSG:4326) of the areas of each class value in `names`, each with
     `change` (the class name) and `area_ha`; areas smaller than `min_area_ha` are dropped."""
+    check_metric_grid(grid, _where(properties))
     out = []
     for geom, value in features.shapes(classes, mask=classes > 0, transform=grid.transform):
         if int(value) not in names:
@@ -58,3 +60,8 @@ def class_polygons(
             }
         )
     return out
+
+
+def _where(properties: dict[str, str]) -> str:
+    """The image that polygons come from, for messages."""
+    return str(properties.get("image") or properties.get("obs_id") or "the image's grid")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -51,6 +52,34 @@ CATALOGUE: dict[str, Band] = {
 S2_L2A = ["B1", "B2", "B3", "B4", "B5", "B6", "B7", "B8", "B8A", "B9", "B11", "B12"]
 S1 = ["VV", "VH"]
 EXPORT_DEFAULT = [*S2_L2A, *S1, "CLOUD"]
+
+
+_S2_NAME = re.compile(r"^B0*(\d{1,2})(A?)$")
+
+
+def canonical(name: str) -> str:
+    """The catalogue's spelling of a band description: `B02` → `B2`, `b8a` → `B8A`, `vv` → `VV`.
+
+    Sentinel-2 files from ESA, SNAP or QGIS often zero-pad band numbers; a name that is no catalogued
+    band under any spelling is returned as written.
+    """
+    text = name.strip().upper()
+    m = _S2_NAME.match(text)
+    if m:
+        text = f"B{int(m.group(1))}{m.group(2)}"
+    return text if text in CATALOGUE else name
+
+
+def naming_advice(names: list[str]) -> str:
+    """How to name bands, when some of a file's band descriptions are no catalogued band ("" otherwise)."""
+    odd = [n for n in names if n not in CATALOGUE]
+    if not odd:
+        return ""
+    return (
+        f"; its band descriptions {odd} are no band sandmine knows: name each band {', '.join(CATALOGUE)} "
+        "(B02 and b8a are read as B2 and B8A), e.g. in Python with rasterio: "
+        "dst.set_band_description(1, 'B2')"
+    )
 
 
 def check_names(names: list[str], where: str) -> None:

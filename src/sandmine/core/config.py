@@ -14,7 +14,7 @@ from typing import Any
 from omegaconf import OmegaConf
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationError
 
-from sandmine.core.bands import CATALOGUE, EXPORT_DEFAULT, INDICES, S2_L2A
+from sandmine.core.bands import CATALOGUE, EXPORT_DEFAULT, INDICES, S2_L2A, canonical
 from sandmine.core.errors import SandmineError
 
 # Valid values of a field are declared once, beside it: `param(default, Range(...) | Choice(...) | Items(...))`.
@@ -96,7 +96,11 @@ class Items(Spec):
 
     def detail(self, value: Any) -> str:
         unknown = self._unknown(value) if isinstance(value, list) else []
-        return f" ({', '.join(map(repr, unknown))} unknown)" if unknown and len(value) > 1 else ""
+        out = f" ({', '.join(map(repr, unknown))} unknown)" if unknown and len(value) > 1 else ""
+        spelt = {v: canonical(v) for v in unknown if isinstance(v, str) and canonical(v) in self.values}
+        if spelt:  # band names as ESA, SNAP or an image's descriptions write them
+            out += f"; write {', '.join(f'{a} as {b}' for a, b in spelt.items())}"
+        return out
 
 
 class Pattern(Spec):
@@ -136,6 +140,7 @@ class SourceParams:
     kind: str = param("synthetic", Choice("synthetic", "gee", "local", "stac"))
     images_dir: str = ""  # local: a folder of {obs_id}.tif (named bands) or {obs_id}.SAFE products
     rivers_file: str = ""  # a vector file of rivers (any CRS, e.g. drawn in QGIS) for real sources
+    rivers_layer: str = ""  # its layer (a GeoPackage of several); empty: the file's only layer
 
 
 @dataclass
@@ -361,6 +366,8 @@ class SurveyParams:
 
     rivers: str = "data/surveys/river.geojson"  # vector file of rivers (any CRS); synthetic: catalogue --size river
     river_field: str = "river"  # the property that names each river (features of one name are one river)
+    # the layer of a file of several (a GeoPackage); empty: the file's only layer (several: an error listing them)
+    rivers_layer: str = ""
     region: str = ""  # optional polygon file (any CRS): only the rivers' parts inside it
     # START/END (both included), in date order, not overlapping: change is reported between consecutive ones
     periods: list[str] = param(["2025-10-01/2025-12-31", "2026-04-01/2026-06-30"], Items())
@@ -547,6 +554,7 @@ def load_params(path: str | Path = "params.yaml") -> Params:
         user = OmegaConf.load(path)
     except Exception as exc:  # yaml errors come in several types
         raise SandmineError(f"not valid YAML ({exc})", str(path)) from exc
+    _refuse_resolvers(OmegaConf.to_container(user, resolve=False), str(path))
     try:
         merged = OmegaConf.merge(OmegaConf.structured(Params), user)
     except ConfigKeyError as exc:
@@ -570,6 +578,37 @@ def load_params(path: str | Path = "params.yaml") -> Params:
     check_fields(params, str(path))
     _check_values(params, path)
     return params
+
+
+# `${name:...}` in a value: an OmegaConf resolver call (oc.env, oc.decode, or any registered one)
+_RESOLVER = re.compile(r"\$\{\s*([A-Za-z_][\w.\-]*)\s*:")
+
+
+def _refuse_resolvers(node: Any, where: str, key: str = "") -> None:
+    """Refuse resolver interpolations (`${oc.env:VAR}` and the like) anywhere in params.yaml.
+
+    A resolver can read the environment, so a secret would be resolved into a value and from there
+    into logs and error messages; params hold literal values (plain `${other.key}` references stay
+    allowed: they only read params). Credentials come from the environment or .dvc/config.local.
+    """
+    if isinstance(node, dict):
+        for k, v in node.items():
+            _refuse_resolvers(v, where, f"{key}.{k}" if key else str(k))
+    elif isinstance(node, list):
+        for i, v in enumerate(node):
+            _refuse_resolvers(v, where, f"{key}[{i}]")
+    elif isinstance(node, str):
+        names = _RESOLVER.findall(node)
+        if names:
+            raise SandmineError(
+                f"'{key}' calls the resolver(s) {sorted(set(names))} (`${{{names[0]}:...}}`); params.yaml takes "
+                "literal values, and a resolver such as oc.env would copy environment variables (secrets) into "
+                "params, logs and error messages",
+                where,
+                f"write the value of '{key}' literally; credentials are never params: sandmine reads them from the "
+                "environment (LABELBOX_API_KEY, SANDMINE_EE_SERVICE_ACCOUNT_KEY or GOOGLE_APPLICATION_CREDENTIALS) "
+                "and DVC from .dvc/config.local",
+            )
 
 
 def _check_values(p: Params, path: Path) -> None:

@@ -6,6 +6,7 @@ import logging
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 from typing import Literal, get_args
 
@@ -14,7 +15,8 @@ import rasterio
 import rasterio.shutil
 import rasterio.windows
 import shapely
-from pyproj import Transformer
+from pyproj import CRS as PyprojCRS
+from pyproj import Geod, Transformer
 from rasterio import features
 from rasterio.crs import CRS
 from rasterio.enums import MaskFlags, Resampling
@@ -23,7 +25,7 @@ from rasterio.transform import Affine, from_origin
 from shapely.affinity import affine_transform
 from shapely.geometry.base import BaseGeometry
 
-from sandmine.core.bands import CATALOGUE, Conversion, file_units
+from sandmine.core.bands import CATALOGUE, Conversion, canonical, file_units, naming_advice
 from sandmine.core.errors import SandmineError
 from sandmine.core.files import atomic_path
 
@@ -51,7 +53,83 @@ class Grid:
 
     @property
     def pixel_area_ha(self) -> float:
-        return self.res_m * self.res_m / 10_000.0
+        """A pixel's area in hectares; refuses a CRS whose units are not metres (degrees, feet)."""
+        units = crs_units(self.crs)
+        if units != "metre":
+            raise SandmineError(
+                f"pixel areas cannot be computed in a CRS in {units} ({self.crs})",
+                "image grid",
+                "reproject the image to its UTM zone at 10 m (gdalwarp -t_srs EPSG:326NN -tr 10 10 -r bilinear)",
+            )
+        return abs(self.transform.a * self.transform.e) / 10_000.0
+
+
+@cache
+def _crs_units(wkt: str) -> str:
+    crs = PyprojCRS.from_user_input(wkt)
+    if crs.is_geographic:
+        return "degrees"
+    names = {a.unit_name for a in crs.axis_info[:2]}
+    return "metre" if names == {"metre"} else " / ".join(sorted(names)) or "unknown units"
+
+
+def crs_units(crs: CRS) -> str:
+    """`metre`, `degrees`, or the name of the horizontal unit of a CRS (e.g. `US survey foot`)."""
+    return _crs_units(crs.to_wkt())
+
+
+AREA_TOLERANCE = 0.02  # a pixel's area in the CRS may differ from its area on the ground by this (UTM: < 1 %)
+
+
+def ground_pixel_m(grid: Grid) -> tuple[float, float]:
+    """Width and height on the ground, in metres (WGS 84 ellipsoid), of the pixel at the grid's centre."""
+    t = grid.transform
+    col, row = grid.width / 2, grid.height / 2
+    corners = [t @ (col, row), t @ (col + 1, row), t @ (col, row + 1)]
+    to_ll = Transformer.from_crs(grid.crs, "EPSG:4326", always_xy=True)
+    lon, lat = to_ll.transform([c[0] for c in corners], [c[1] for c in corners])
+    geod = Geod(ellps="WGS84")
+    width = geod.inv(lon[0], lat[0], lon[1], lat[1])[2]
+    height = geod.inv(lon[0], lat[0], lon[2], lat[2])[2]
+    return float(width), float(height)
+
+
+def warp_command(grid: Grid, path: str, res_m: float = 10.0) -> str:
+    """The gdalwarp command that puts the image `path` (on `grid`) on its UTM zone at `res_m`."""
+    t = grid.transform
+    x, y = t @ (grid.width / 2, grid.height / 2)
+    lon, lat = Transformer.from_crs(grid.crs, "EPSG:4326", always_xy=True).transform(x, y)
+    epsg = utm_crs(lon, lat).to_epsg()
+    out = Path(path).with_name(f"{Path(path).stem}_utm{Path(path).suffix or '.tif'}")
+    return f"gdalwarp -t_srs EPSG:{epsg} -tr {res_m:g} {res_m:g} -r bilinear {path} {out}"
+
+
+def check_metric_grid(grid: Grid, where: str) -> None:
+    """Refuse an image whose pixel areas are not ground areas: a CRS in degrees or feet, or one that
+    stretches areas (e.g. Web Mercator away from the equator). The minimum mapping unit, the masks'
+    cleaning and every area in hectares count pixels of the image's own grid.
+
+    Raises:
+        SandmineError: naming the CRS and giving the gdalwarp command to its UTM zone (from its centre).
+    """
+    units = crs_units(grid.crs)
+    name = grid.crs.to_string()
+    if units != "metre":
+        unit = "degrees" if units == "degrees" else f"units of {units}"
+        what = f"the image's CRS ({name}) is in {unit}, not metres: pixel areas and the minimum mapping unit "
+        what += f"would be counted in {'degrees' if units == 'degrees' else units}²"
+    else:
+        gx, gy = ground_pixel_m(grid)
+        rx, ry = abs(grid.transform.a), abs(grid.transform.e)
+        if abs(gx * gy / (rx * ry) - 1) <= AREA_TOLERANCE:
+            return
+        what = (
+            f"the image's CRS ({name}) does not keep areas here: a pixel of {rx:g} × {ry:g} CRS metres is "
+            f"{gx:.1f} × {gy:.1f} m on the ground, so every area would be off by {rx * ry / (gx * gy) - 1:+.0%}"
+        )
+    raise SandmineError(
+        what, where, f"reproject it to its UTM zone at the model's 10 m first: {warp_command(grid, where)}"
+    )
 
 
 def to_crs(geom: BaseGeometry, src: CRS | str, dst: CRS | str) -> BaseGeometry:
@@ -96,6 +174,21 @@ def utm_crs(lon: float, lat: float) -> CRS:
     """The WGS 84 / UTM zone CRS that contains (lon, lat)."""
     zone = int(math.floor((lon + 180.0) / 6.0)) % 60 + 1
     return CRS.from_epsg((32600 if lat >= 0 else 32700) + zone)
+
+
+ZONE_EDGE_DEG = 1e-9  # a longitude this close to a zone boundary is on it (float noise in a file's coordinates)
+
+
+def utm_zones(west: float, east: float) -> list[int]:
+    """The UTM zone numbers (1–60, west to east) that a longitude span [west, east] lies in.
+
+    Zones are half-open bands [start, start + 6°) that share their edges: a span whose east edge is a
+    zone boundary lies in the zone west of it, one whose west edge is a boundary in the zone east of it
+    (it touches the neighbour along a line only). 180° E is the east edge of zone 60.
+    """
+    first = math.floor((west + 180.0) / 6.0 + ZONE_EDGE_DEG)
+    last = max(first, math.ceil((east + 180.0) / 6.0 - ZONE_EDGE_DEG) - 1)
+    return [min(max(z, 0), 59) + 1 for z in range(first, last + 1)]
 
 
 def grid_for_bounds(bounds_4326: tuple[float, float, float, float], res_m: float = 10.0) -> Grid:
@@ -188,6 +281,11 @@ class Image:
     tags: dict[str, str]
 
 
+def band_names(descriptions: Sequence[str | None]) -> list[str]:
+    """A file's band names from its band descriptions, spelt as the catalogue does (`B02` is `B2`)."""
+    return [canonical(d) if d else "" for d in descriptions]
+
+
 def read_grid(path: str | Path) -> Grid:
     """The grid of a raster file, without reading pixels."""
     with _open(path) as src:
@@ -212,7 +310,7 @@ class ImageReader:
         self.path = str(path)
         self._src = _open(path)
         src = self._src
-        names = [d or "" for d in src.descriptions]
+        names = band_names(src.descriptions)
         if src.crs is None:
             src.close()
             raise SandmineError("image has no CRS", self.path, "write it with its UTM CRS (e.g. gdal_edit -a_srs)")
@@ -223,6 +321,15 @@ class ImageReader:
                 self.path,
                 "set band descriptions (B2, B3, …, VV, VH) when exporting",
             )
+        twice = sorted({n for n in names if n and names.count(n) > 1 and (bands is None or n in bands)})
+        if twice:
+            src.close()
+            descriptions = list(src.descriptions)
+            raise SandmineError(
+                f"band(s) {twice} are described twice (descriptions {descriptions}; B02 and B2 are one band)",
+                self.path,
+                "keep one band of each name, or name them apart",
+            )
         if bands is None:
             idx = list(range(len(names)))
         else:
@@ -232,7 +339,7 @@ class ImageReader:
                 raise SandmineError(
                     f"band(s) {missing} not in image (it has {names})",
                     self.path,
-                    "export those bands or change 'model.bands'",
+                    f"export those bands or change 'model.bands'{naming_advice(names)}",
                 )
             idx = [names.index(b) for b in bands]
         self._idx = idx

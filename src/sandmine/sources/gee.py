@@ -24,7 +24,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-import math
 import os
 import time
 from collections.abc import Callable
@@ -34,7 +33,7 @@ from typing import Any
 
 from sandmine.core.bands import S2_L2A
 from sandmine.core.errors import SandmineError
-from sandmine.core.raster import Grid
+from sandmine.core.raster import Grid, utm_zones
 from sandmine.sources.stored import NODATA, SCALES
 
 log = logging.getLogger(__name__)
@@ -102,15 +101,27 @@ def initialize(project: str) -> None:
 
 
 def check_one_zone(site_id: str, bounds_4326: tuple[float, float, float, float]) -> None:
-    """A site must lie in one UTM zone: its image is exported on that zone's grid."""
+    """A site must lie in one UTM zone: its image is exported on that zone's grid. A site touching a
+    zone boundary belongs to the zone it lies in (`raster.utm_zones`).
+    """
     west, _, east, _ = bounds_4326
-    zw, ze = math.floor((west + 180) / 6), math.floor((east + 180) / 6)
-    if zw != ze:
-        edge = (zw + 1) * 6 - 180
+    if east - west > 180.0:  # a polygon across 180° reads as one around the whole world
         raise SandmineError(
-            f"site '{site_id}' spans two UTM zones ({zw + 1} and {ze + 1}, boundary at {edge}° E)",
+            f"site '{site_id}' spans {east - west:.1f}° of longitude (bounds {west}..{east}): it crosses the "
+            "antimeridian (180°), or its coordinates are not [lon, lat]",
             "data/sites.geojson",
-            f"split the site at {edge}° E into two sites, one per zone",
+            "split the site at 180° into two sites (one ending at 180, one starting at -180), one per zone",
+        )
+    zones = utm_zones(west, east)
+    if len(zones) > 1:
+        edges = ", ".join(f"{z * 6 - 180}° E" for z in zones[:-1])
+        count = "two" if len(zones) == 2 else str(len(zones))
+        names = f"{', '.join(map(str, zones[:-1]))} and {zones[-1]}"
+        raise SandmineError(
+            f"site '{site_id}' spans {count} UTM zones ({names}, boundar{'y' if len(zones) == 2 else 'ies'} at "
+            f"{edges}): its longitudes run {west}..{east}",
+            "data/sites.geojson",
+            f"split the site at {edges} into {count} sites, one per zone (an edge exactly on a boundary is fine)",
         )
 
 

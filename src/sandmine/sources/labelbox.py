@@ -91,6 +91,67 @@ def parse_row(row: dict, project_id: str | None = None) -> LabelRow:
     return out
 
 
+def parse_export(rows: Iterable[dict], project_id: str | None = None) -> list[LabelRow]:
+    """One label row per data row of an export, in the order first seen (`parse_row` on each).
+
+    A data row that appears more than once (two exports concatenated, a DONE and an IN_REVIEW copy)
+    is resolved by one rule, said in the log: finished (DONE, with labels) copies win over unfinished
+    ones; finished copies with the same labels are one; unfinished copies only keep the last.
+
+    Raises:
+        SandmineError: a data row with two finished copies whose labels differ (naming both: which
+            one is right cannot be told from the export), or what `parse_row` raises.
+    """
+    seen: dict[str, list[tuple[int, dict, LabelRow]]] = {}
+    for n, raw in enumerate(rows, start=1):
+        row = parse_row(raw, project_id)
+        seen.setdefault(row.obs_id, []).append((n, raw, row))
+    out = []
+    for obs_id, copies in seen.items():
+        if len(copies) == 1:
+            out.append(copies[0][2])
+            continue
+        said = "; ".join(f"export row {n}: {_describe(raw, project_id)}" for n, raw, _ in copies)
+        done = [(n, raw, row) for n, raw, row in copies if row.status == "done"]
+        if not done:
+            log.warning("data row %s is in the export %d times (%s): none finished", obs_id, len(copies), said)
+            out.append(copies[-1][2])
+            continue
+        different = {_content(row) for _, _, row in done}
+        if len(different) > 1:
+            raise SandmineError(
+                f"data row '{obs_id}' is in the export {len(copies)} times with different finished labels ({said})",
+                "labels export",
+                "keep one row per data row: export the project once instead of joining exports, or delete the "
+                "row that is out of date",
+            )
+        kept = done[-1]
+        log.warning(
+            "data row %s is in the export %d times (%s): export row %d kept (finished labels win over unfinished ones, "
+            "identical finished copies count once)",
+            obs_id, len(copies), said, kept[0],
+        )  # fmt: skip
+        out.append(kept[2])
+    return out
+
+
+def _describe(raw: dict, project_id: str | None) -> str:
+    """A copy of a data row in words: its workflow status, label count and latest label's id."""
+    projects = raw.get("projects") or {}
+    project = projects.get(project_id) if project_id else next(iter(projects.values()), None)
+    project = project or {}
+    labels = project.get("labels") or []
+    status = (project.get("project_details") or {}).get("workflow_status") or "no status"
+    label = (labels[-1].get("id") or (labels[-1].get("label_details") or {}).get("updated_at")) if labels else None
+    return f"{status}, {len(labels)} label(s)" + (f", label {label}" if label else "")
+
+
+def _content(row: LabelRow) -> tuple:
+    """What a finished row says, comparable between copies of the row."""
+    objects = sorted((a.cls, a.confidence, a.in_pixels, a.geometry.normalize().wkb_hex) for a in row.annotations)
+    return (row.activity, tuple(objects))
+
+
 CONFIDENCES = tuple(f.name for f in dataclasses.fields(ConfidenceParams))  # high, medium, low: train.confidence
 
 

@@ -11,6 +11,7 @@ converts digital numbers to reflectance with the product's quantification value 
 from __future__ import annotations
 
 import json
+import logging
 import re
 import xml.etree.ElementTree as ET
 from dataclasses import fields
@@ -25,11 +26,13 @@ from shapely.geometry import MultiPolygon, Polygon, shape
 from shapely.geometry.base import BaseGeometry
 from shapely.ops import unary_union
 
-from sandmine.core.bands import CATALOGUE
+from sandmine.core.bands import CATALOGUE, S2_L2A
 from sandmine.core.config import ConfidenceParams
 from sandmine.core.errors import SandmineError
-from sandmine.core.raster import Grid, to_crs
+from sandmine.core.raster import Grid, crs_units, ground_pixel_m, to_crs
 from sandmine.core.schema import Annotation, LabelRow, geometry_parts, polygon_parts, repaired
+
+log = logging.getLogger(__name__)
 
 _BAND_FILE = re.compile(r"_(B\d[\dA])(?:_(\d+)m)?\.jp2$")
 
@@ -48,6 +51,14 @@ def safe_bands(safe: Path) -> dict[str, list[Path]]:
         res = int(m.group(2)) if m.group(2) else CATALOGUE[name].resolution_m
         found.setdefault(name, []).append((res, path))
     return {k: [p for _, p in sorted(v)] for k, v in found.items()}
+
+
+def _level(safe: Path) -> str:
+    """`L2A` or `L1C` from a SAFE folder's metadata file or name ("" when neither says)."""
+    for level in ("L2A", "L1C"):
+        if (safe / f"MTD_MSI{level}.xml").exists() or f"MSI{level}" in safe.name:
+            return level
+    return ""
 
 
 def quantification(safe: Path) -> tuple[float, dict[str, float]]:
@@ -80,12 +91,27 @@ def stack_safe(safe: Path, bands: list[str], grid: Grid | None = None) -> tuple[
         SandmineError: the folder lacks a band asked for (names the band and the folder).
     """
     files = safe_bands(safe)
+    never = [b for b in bands if b not in files and b not in S2_L2A and b not in ("B10",)]
+    if never:  # Sentinel-1 backscatter and the cloud score are other products, never in a Sentinel-2 SAFE
+        raise SandmineError(
+            f"band(s) {never} are not Sentinel-2 bands: a Sentinel-2 SAFE product never has them",
+            str(safe),
+            f"drop {never} from 'bands' and 'model.bands' in params.yaml (and re-run the train stage), or export "
+            "images that hold them (source.kind: gee) as GeoTIFFs",
+        )
+    if "B10" in bands and "B10" not in files and _level(safe) == "L2A":
+        raise SandmineError(
+            "band B10 (cirrus) is not in Sentinel-2 L2A products: atmospheric correction drops it",
+            str(safe),
+            "drop B10 from 'bands' and 'model.bands' in params.yaml, or use the L1C product (MSIL1C)",
+        )
     missing = [b for b in bands if b not in files]
     if missing:
         raise SandmineError(
             f"SAFE product has no file for band(s) {missing} (it has {sorted(files)})",
             str(safe),
-            "download the complete product, or drop those bands from 'bands'",
+            "download the complete product (its GRANULE/*/IMG_DATA holds one .jp2 per band), "
+            "or drop those bands from 'bands' and 'model.bands'",
         )
     if grid is None:
         ref = files.get("B2", files[bands[0]])[0]
@@ -113,10 +139,28 @@ def read_geotiff(path: Path, bands: list[str], grid: Grid) -> np.ndarray:
         src_grid = reader.grid
     if src_grid == grid:
         return data
+    _say_resampling(path, src_grid, grid)
     out = np.full((len(bands), grid.height, grid.width), np.nan, np.float32)
     for i in range(len(bands)):
         _resample(data[i], src_grid, out[i], grid)
     return out
+
+
+def _say_resampling(path: Path, src: Grid, dst: Grid) -> None:
+    """A log line when a user's image is reprojected onto the site's grid; a warning when its pixels
+    are much coarser than the grid's (the model is trained on 10 m: resampling invents no detail)."""
+    if src.crs != dst.crs:
+        log.info(
+            "%s: reprojected from %s (%s) to the site's UTM grid %s at %g m",
+            path, src.crs.to_string(), crs_units(src.crs), dst.crs.to_string(), dst.res_m,
+        )  # fmt: skip
+    gx, gy = ground_pixel_m(src)
+    if max(gx, gy) > 1.5 * dst.res_m:
+        log.warning(
+            "%s: pixels of %.1f × %.1f m on the ground, resampled to the %g m the model is trained on: "
+            "its maps will be blurrier than from a %g m image (small mines lost)",
+            path, gx, gy, dst.res_m, dst.res_m,
+        )  # fmt: skip
 
 
 def _resample(src: np.ndarray, src_grid: Grid, dst: np.ndarray, grid: Grid) -> None:

@@ -24,7 +24,7 @@ def run(p: Params, source_dir: Path, images_dir: Path, out_dir: Path, metrics: P
             export = labelbox.read_ndjson(source_dir / "labels.ndjson")
         else:
             export = labelbox.fetch_export(p.labels.project_id)
-        rows = (labelbox.parse_row(r, p.labels.project_id or None) for r in export)
+        rows = labelbox.parse_export(export, p.labels.project_id or None)
     fresh_dir(out_dir)
     stats = labels_mod.pull(rows, manifest, images_dir, out_dir, p.labels)
     write_json(metrics, round_metrics(stats, 5))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import logging
 import shutil
 from pathlib import Path
 
@@ -15,6 +16,8 @@ from sandmine.core.errors import SandmineError
 from sandmine.core.files import atomic_path, fresh_dir, write_text
 from sandmine.core.raster import grid_for_bounds, has_valid_pixel, read_grid, to_crs
 from sandmine.core.sites import Observation, Site, read_observations, read_sites
+
+log = logging.getLogger(__name__)
 
 
 def run(
@@ -151,19 +154,17 @@ def _manifest(observations: list[Observation], grids: dict, images: Path, source
 
 def _write_rivers(p: Params, source: Path) -> None:
     if p.source.rivers_file:
-        rivers = _rivers_file(Path(p.source.rivers_file).expanduser())
+        rivers = _rivers_file(Path(p.source.rivers_file), p.source.rivers_layer)
     else:
         rivers = {"type": "FeatureCollection", "features": []}  # aoi.rivers: water_index needs none
     write_text(source / "rivers.geojson", json.dumps(rivers) + "\n")
 
 
-def _rivers_file(path: Path) -> dict:
-    """A user's vector file of rivers (any CRS GeoPandas reads) as GeoJSON in EPSG:4326."""
-    import geopandas as gpd
+def _rivers_file(path: Path, layer: str) -> dict:
+    """A user's vector file of rivers (any CRS; `layer` of a GeoPackage) as GeoJSON in EPSG:4326."""
+    from sandmine.core.vectors import extent, read_vectors
 
-    if not path.exists():
-        raise SandmineError("rivers file not found", str(path), "fix 'source.rivers_file' in params.yaml")
-    frame = gpd.read_file(path)
-    if frame.crs is None:
-        raise SandmineError("rivers file has no CRS", str(path), "save it with its CRS (e.g. from QGIS)")
-    return json.loads(frame.to_crs("EPSG:4326").to_json())
+    frame = read_vectors(path, "rivers", "source.rivers_file", layer, "source.rivers_layer")
+    km, km2 = (sum(v) for v in zip(*(extent(g) for g in frame.geometry), strict=True)) if len(frame) else (0, 0)
+    log.info("rivers: %d feature(s) of %s: %.1f km of line, %.1f km² of polygons", len(frame), path, km, km2)
+    return json.loads(frame.to_json())

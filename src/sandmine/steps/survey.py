@@ -64,7 +64,7 @@ def run(p: Params, model_path: Path, out_dir: Path, report_path: Path, metrics_p
     t0 = time.perf_counter()
     where = "params.yaml: survey"
     periods = sv.parse_periods(p.survey.periods, f"{where}.periods")
-    rivers = sv.read_rivers(p.survey.rivers, p.survey.river_field, p.survey.region or None)
+    rivers = sv.read_rivers(p.survey.rivers, p.survey.river_field, p.survey.region or None, p.survey.rivers_layer)
     chunks = sv.plan_chunks(rivers, p.aoi.buffer_m, p.survey.chunk_km)
     by_id = {c.chunk_id: c for c in chunks}
     buffer_km2 = sum(c.aoi.area for c in chunks) / 1e6
@@ -587,7 +587,7 @@ def _draw(
         y = int(round((canvas.bounds[3] - c.square.bounds[3]) / canvas.res_m))
         img, _ = images[(c.chunk_id, period.label)]
         with ImageReader(img) as reader:
-            names = [b for b in ("B4", "B3", "B2") if b in reader.bands] or reader.bands[:1]
+            names: list[str] = [b for b in ("B4", "B3", "B2") if b in reader.bands] or reader.bands[:1]
         with ImageReader(img, names) as reader:
             data = reader.read_rows(halo, halo + c.grid.height, halo, halo + c.grid.width)
         block = data.reshape(len(names), n, f, n, f)

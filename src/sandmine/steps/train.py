@@ -116,6 +116,7 @@ def run(
             "mean": mean.tolist(),
             "std": std.tolist(),
             "window_px": p.train.window_px,
+            "res_m": float(np.median([s.grid.res_m for s in train])),  # what prediction checks images against
             "train": {k: (vars(v) if hasattr(v, "__dataclass_fields__") else v) for k, v in vars(p.train).items()},
         }
     )
