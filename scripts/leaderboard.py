@@ -15,7 +15,7 @@ KEEP = [
     r"model\.encoder",
     r"model\.decoder",
     r"model\.weights",
-    r"model\.freeze_encoder",
+    r"model\.finetune",
     r"model\.indices",
     r"ssl\.method",
     r"^aoi_ap$",

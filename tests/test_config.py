@@ -1,5 +1,6 @@
 """params.yaml schema: defaults, unknown keys, wrong types, bad choices."""
 
+import re
 from pathlib import Path
 
 import pytest
@@ -26,6 +27,20 @@ def test_load_params_unknown_section(tmp_path):
     f = tmp_path / "params.yaml"
     f.write_text("modle:\n  encoder: resnet18\n")
     with pytest.raises(SandmineError, match="unknown key 'modle"):
+        load_params(f)
+
+
+def test_load_params_renamed_key_says_what_it_is_now(tmp_path):
+    f = tmp_path / "params.yaml"
+    f.write_text("model:\n  freeze_encoder: true\n")
+    with pytest.raises(SandmineError, match="unknown key 'model.freeze_encoder'") as err:
+        load_params(f)
+    assert "model.finetune: frozen" in str(err.value)
+    f.write_text("model:\n  finetune: lora\n  lora_rank: 0\n")
+    with pytest.raises(SandmineError, match="'model.lora_rank' must be ≥ 1, got 0"):
+        load_params(f)
+    f.write_text("model:\n  finetune: adapters\n")
+    with pytest.raises(SandmineError, match=re.escape("one of: full | frozen | lora, got 'adapters'")):
         load_params(f)
 
 

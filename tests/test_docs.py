@@ -132,6 +132,14 @@ def test_docs_name_only_metrics_that_exist(page: Path):
     assert not unknown, f"{page.relative_to(ROOT)} names metrics no stage writes: {unknown}"
 
 
+def test_scripts_override_only_params_that_exist():
+    """`-S key=value` in the sweep scripts and the Makefile name keys of the schema."""
+    for path in [ROOT / "Makefile", *sorted((ROOT / "scripts").glob("*.sh"))]:
+        keys = re.findall(r"-S '?\"?([a-z_]+(?:\.[a-z_0-9]+)+)=", path.read_text())
+        unknown = sorted(k for k in keys if not _is_param(k))
+        assert not unknown, f"{path.relative_to(ROOT)} overrides params the schema lacks: {unknown}"
+
+
 def test_metrics_reference_covers_every_committed_metric():
     reference = metrics_reference((ROOT / "docs" / "metrics.md").read_text())
     for name, keys in committed_metrics().items():

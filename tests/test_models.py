@@ -39,6 +39,37 @@ def test_every_cell_runs_forward_and_backward(encoder, decoder):
     assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
 
 
+# few bands, yet three patch-embedding groups (SatMAE's first and third, the rest), and a window of 20 ViT
+# patches a side: two attention tiles with padding; every CNN reaches stride 32 on it
+META_BANDS = ["B2", "B3", "B4", "B8", "B11", "B12", "VV"]
+META_WINDOW = 160
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["fp32", "bf16"])
+@pytest.mark.parametrize(("encoder", "decoder"), CELLS, ids=["+".join(c) for c in CELLS])
+def test_every_cell_keeps_to_its_inputs_device_and_dtype(encoder, decoder, dtype):
+    """Forward and backward on the `meta` device: a tensor that a forward makes on the CPU (or in
+    float32 under a bf16 input) meets the input's tensors and fails, as it would on a GPU. Meta
+    tensors have shapes only, so this costs no arithmetic and needs no GPU."""
+    with torch.device("meta"):
+        model = models.build(encoder, decoder, META_BANDS).to(dtype).train()
+    x = torch.randn(2, len(META_BANDS), META_WINDOW, META_WINDOW, device="meta", dtype=dtype, requires_grad=True)
+    out = model(x)
+    assert (out.device.type, out.dtype, out.shape) == ("meta", dtype, (2, 1, META_WINDOW, META_WINDOW))
+    out.float().mean().backward()
+    grads = [p.grad for p in model.parameters() if p.requires_grad]
+    assert grads and all(g is not None and g.device.type == "meta" and g.dtype == dtype for g in grads)
+    assert x.grad is not None and x.grad.device.type == "meta"
+
+
+def test_random_forest_keeps_to_its_inputs_device():
+    """The pixel forest on the `meta` device (the superpixel baseline segments on the CPU by design)."""
+    with torch.device("meta"):
+        model = baselines.build("random_forest", META_BANDS, n_trees=3, n_nodes=7, depth=2, mode="mean")
+    out = model(torch.zeros(2, len(META_BANDS), 8, 8, device="meta"))
+    assert (out.device.type, out.dtype, out.shape) == ("meta", torch.float32, (2, 1, 8, 8))
+
+
 def _smp_key(key: str) -> str:
     """Our Segmenter's state-dict key -> the key of the same tensor in smp's own model."""
     for ours, theirs in (

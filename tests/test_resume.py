@@ -6,6 +6,7 @@ import torch
 
 from sandmine import models, training
 from sandmine.core.config import TrainParams
+from sandmine.models import lora
 from sandmine.training import Scene
 
 CH = ["B2", "B3", "B4", "B8"]
@@ -26,9 +27,11 @@ def _scenes(n, seed):
 PARAMS = TrainParams(window_px=32, batch_size=4, epochs=4, windows_per_epoch=8, val_windows=4, patience=10, threads=1)
 
 
-def _fit(state=None, key="k", stop_at=None):
+def _fit(state=None, key="k", stop_at=None, encoder="resnet18", adapters=False):
     torch.manual_seed(0)
-    model = models.build("resnet18", "linear", CH)
+    model = models.build(encoder, "linear", CH)
+    if adapters:  # LoRA: the adapters and their optimiser state go into the saved state
+        lora.apply(model, encoder, rank=4, alpha=8, dropout=0.1)
     seen = []
 
     def on_epoch(epoch, metrics):
@@ -40,14 +43,22 @@ def _fit(state=None, key="k", stop_at=None):
     return model.state_dict(), summary, seen
 
 
-def test_resume_after_a_kill_equals_an_uninterrupted_run(tmp_path):
+@pytest.mark.parametrize(
+    ("encoder", "adapters"),
+    [("resnet18", False), ("resnet18", True), ("vit_small", True)],
+    ids=["full", "lora-cnn", "lora-vit"],
+)
+def test_resume_after_a_kill_equals_an_uninterrupted_run(tmp_path, encoder, adapters):
     torch.set_num_threads(1)
-    straight, summary, curves = _fit()
+    straight, summary, curves = _fit(encoder=encoder, adapters=adapters)
     state = tmp_path / "state" / "train.pt"
     with pytest.raises(KeyboardInterrupt):
-        _fit(state, stop_at=3)
+        _fit(state, stop_at=3, encoder=encoder, adapters=adapters)
     assert state.exists()  # epochs 1 and 2 were saved
-    resumed, summary2, curves2 = _fit(state)
+    if adapters:
+        saved = torch.load(state, weights_only=True)
+        assert any("lora_A" in k for k in saved["model"]) and saved["opt"]["state"]  # adapters and AdamW moments
+    resumed, summary2, curves2 = _fit(state, encoder=encoder, adapters=adapters)
     assert curves2 == curves  # epochs 1-2 replayed from the state, 3-4 trained
     assert summary2["best_val_ap"] == summary["best_val_ap"] and summary2["epochs_run"] == 4
     for k in straight:

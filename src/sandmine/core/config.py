@@ -260,7 +260,13 @@ class ModelParams:
     bands: list[str] = param([*S2_L2A, "VV", "VH"], Items(*CATALOGUE))
     indices: list[str] = param([], Items(*INDICES, empty_ok=True))  # appended as channels
     weights: str | None = None  # null | ssl (the pretrain stage's encoder) | a local checkpoint file
-    freeze_encoder: bool = False  # linear probing when decoder is linear
+    # what learns: full (the whole model) | frozen (only the decoder; linear probing with decoder linear) |
+    # lora (the decoder and peft's low-rank adapters on the encoder: a ViT's attention qkv, a CNN's convolutions;
+    # merged into the encoder's weights for the checkpoint)
+    finetune: str = param("full", Choice("full", "frozen", "lora"))
+    lora_rank: int = param(8, COUNT)  # rank r of each adapter (lora only)
+    lora_alpha: int = param(16, COUNT)  # adapters are scaled by lora_alpha / lora_rank (lora only)
+    lora_dropout: float = param(0.0, Range(ge=0, lt=1))  # dropout on the adapters' input (lora only)
     baseline: BaselineParams = field(default_factory=BaselineParams)
 
 
@@ -541,6 +547,10 @@ def _valid_keys(cls: type, prefix: str) -> str:
     return f"valid keys under '{prefix}': {', '.join(names)}" if prefix else ", ".join(names)
 
 
+# keys that params.yaml files of earlier versions have -> how to say it now
+RENAMED = {"model.freeze_encoder": "write model.finetune: frozen for freeze_encoder: true (full for false)"}
+
+
 def load_params(path: str | Path = "params.yaml") -> Params:
     """Load and validate params.yaml; unknown keys, wrong types and values out of range name the key.
 
@@ -560,9 +570,8 @@ def load_params(path: str | Path = "params.yaml") -> Params:
     except ConfigKeyError as exc:
         key = str(exc.full_key)
         cls, parent = _section_class(key)
-        raise SandmineError(
-            f"unknown key '{key}'", str(path), f"check the spelling; {_valid_keys(cls, parent)}"
-        ) from exc
+        fix = RENAMED.get(key, f"check the spelling; {_valid_keys(cls, parent)}")
+        raise SandmineError(f"unknown key '{key}'", str(path), fix) from exc
     except ValidationError as exc:
         raise SandmineError(
             f"wrong type for '{exc.full_key}': {str(exc.msg).splitlines()[0]}",

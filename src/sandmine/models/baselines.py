@@ -67,7 +67,7 @@ class TreeEnsemble(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(N, F) features -> (N,) scores."""
         idx = {k: getattr(self, k).long() for k in ("feature", "left", "right")}
-        out = torch.empty(x.shape[0], device=x.device)
+        out = x.new_empty(x.shape[0])  # on the input's device, in its dtype
         for a in range(0, x.shape[0], PIXEL_CHUNK):
             xt = x[a : a + PIXEL_CHUNK].t().contiguous()  # (F, n)
             node = torch.zeros(self.feature.shape[0], xt.shape[1], dtype=torch.long, device=x.device)
@@ -159,7 +159,7 @@ class SuperpixelGBM(nn.Module):
         self.n_channels, self.trees, self.step, self.compactness = n_channels, trees, step, compactness
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = torch.empty(x.shape[0], 1, x.shape[2], x.shape[3], device=x.device)
+        out = x.new_empty(x.shape[0], 1, x.shape[2], x.shape[3])
         for i, img in enumerate(x.detach().float().cpu().numpy()):  # superpixels on the CPU, trees on x's device
             seg = slic(img, self.step, self.compactness)
             score = self.trees(torch.from_numpy(segment_features(img, seg)).to(x.device))

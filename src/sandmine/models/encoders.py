@@ -115,7 +115,10 @@ def band_groups(bands: list[str]) -> list[list[int]]:
 
 
 def sincos_2d(dim: int, h: int, w: int) -> torch.Tensor:
-    """(h*w, dim) fixed 2-D sine-cosine position embedding, laid out as in MAE and SatMAE."""
+    """(h*w, dim) fixed 2-D sine-cosine position embedding, laid out as in MAE and SatMAE.
+
+    A float32 tensor on the CPU; a `forward` moves it to its input's device and dtype.
+    """
     gy, gx = np.meshgrid(np.arange(h, dtype=np.float64), np.arange(w, dtype=np.float64), indexing="ij")
 
     def one(d: int, pos: np.ndarray) -> np.ndarray:
@@ -185,7 +188,7 @@ class GroupedViT(Encoder):
         # positions count within each attention tile, so a 512 px window sees what 128 px training windows saw
         ty, tx = min(self.tile, gh), min(self.tile, gw)
         ny, nx = math.ceil(gh / ty), math.ceil(gw / tx)
-        pos = sincos_2d(self.dim - self.channel_dim, ty, tx).to(x.dtype).view(ty, tx, -1)
+        pos = sincos_2d(self.dim - self.channel_dim, ty, tx).to(device=x.device, dtype=x.dtype).view(ty, tx, -1)
         pos = pos.repeat(ny, nx, 1)[:gh, :gw].reshape(gh * gw, -1)  # (L, D - cd)
         g = len(self.groups)
         tokens = torch.stack([emb(x[:, idx]) for emb, idx in zip(self.patch_embed, self.groups)], 1)  # (B,G,L,D)
@@ -198,7 +201,7 @@ class GroupedViT(Encoder):
             grid.view(b, g, ny, ty, nx, tx, self.dim).permute(0, 2, 4, 1, 3, 5, 6).reshape(b * ny * nx, g * ty * tx, -1)
         )
         cls = self.cls_token + torch.cat(
-            [torch.zeros(1, 1, self.dim - self.channel_dim), self.channel_embed[:, :1]], -1
+            [self.cls_token.new_zeros(1, 1, self.dim - self.channel_dim), self.channel_embed[:, :1]], -1
         )
         seq = torch.cat([cls.expand(seq.shape[0], -1, -1), seq], 1)
         for block in self.blocks:

@@ -17,11 +17,12 @@ import torch
 from sandmine import calibration, classical, models, prediction, training
 from sandmine.core.bands import read_names
 from sandmine.core.config import Params
+from sandmine.core.errors import SandmineError
 from sandmine.core.files import atomic_path, round_metrics, write_json
 from sandmine.core.metrics import Histogram
 from sandmine.dataset import CogScene, Source, TileCache, band_stats
 from sandmine.device import resolve_device
-from sandmine.models import baselines, pretrained
+from sandmine.models import baselines, lora, pretrained
 from sandmine.steps.common import read_split
 from sandmine.steps.predicting import stitch
 from sandmine.steps.scoring import add_scored
@@ -81,6 +82,12 @@ def run(
     state: Path | None = None,
 ) -> None:
     models.check(p.model.encoder, p.model.decoder)
+    if p.model.encoder in models.BASELINES and p.model.finetune != "full":
+        raise SandmineError(
+            f"model.finetune: {p.model.finetune} applies to an encoder; '{p.model.encoder}' is a classical baseline",
+            "params.yaml: model.finetune",
+            "set model.finetune: full",
+        )
     log.info("training on %s", resolve_device(p.train.device, "params.yaml: train.device"))  # before reading scenes
     torch.set_num_threads(p.train.threads)
     torch.use_deterministic_algorithms(True, warn_only=True)
@@ -95,15 +102,15 @@ def run(
     if p.model.encoder in models.BASELINES:
         model, summary = classical.fit(p.model.encoder, train, val, chans, p.model.baseline, p.train)
         meta["baseline"] = baselines.shape_of(model)
+        trainable, total = lora.parameter_counts(model)
         on_epoch(1, {"val_ap": summary["best_val_ap"]})  # one "epoch": the curves exist for every model
     else:
-        model = models.build(p.model.encoder, p.model.decoder, chans, p.model.freeze_encoder)
-        if p.model.weights:
-            path = ssl_encoder if p.model.weights == "ssl" and ssl_encoder else Path(p.model.weights)
-            loaded = pretrained.load_into(model, path, chans)  # type: ignore[arg-type]
-            log.info("encoder weights from %s: %s", path, loaded)
+        model = build_model(p, chans, ssl_encoder, meta)
+        trainable, total = lora.parameter_counts(model)  # as it trains: adapters count, before they are merged
         key = fingerprint(p, [*train, *val], mean, std, ssl_encoder if p.model.weights == "ssl" else None)
         model, summary = training.fit(model, train, val, p.train, on_epoch, state if p.train.resume else None, key)
+        if p.model.finetune == "lora":
+            log.info("merged %d LoRA adapters into the encoder's weights", lora.merge(model))
     train_s = time.perf_counter() - start
     log.info("trained in %.0f s", train_s)
     meta.update(
@@ -112,7 +119,8 @@ def run(
             "decoder": p.model.decoder,
             "bands": list(p.model.bands),
             "indices": list(p.model.indices),
-            "frozen": bool(p.model.freeze_encoder),
+            "frozen": p.model.finetune == "frozen",
+            "finetune": p.model.finetune,
             "mean": mean.tolist(),
             "std": std.tolist(),
             "window_px": p.train.window_px,
@@ -126,9 +134,23 @@ def run(
     # timings are measurements of this machine, not results: kept apart from the reproducible metrics
     write_json(timing, round_metrics({"train_s": train_s, "epoch_s": summary.pop("epoch_s", train_s)}))
     summary.update(calib)
-    summary["parameters"] = sum(t.numel() for t in model.parameters())
-    summary["trainable_parameters"] = sum(t.numel() for t in model.parameters() if t.requires_grad)
+    summary["parameters"], summary["trainable_parameters"] = total, trainable
     write_json(metrics, round_metrics(summary))
+
+
+def build_model(p: Params, chans: list[str], ssl_encoder: Path | None, meta: dict) -> torch.nn.Module:
+    """The deep model to train, as `model.finetune` asks: pretrained encoder weights (if any) loaded,
+    then the encoder frozen (`frozen`) or given LoRA adapters (`lora`, recorded in `meta["lora"]`)."""
+    model = models.build(p.model.encoder, p.model.decoder, chans, p.model.finetune == "frozen")
+    if p.model.weights:
+        path = ssl_encoder if p.model.weights == "ssl" and ssl_encoder else Path(p.model.weights)
+        loaded = pretrained.load_into(model, path, chans)  # type: ignore[arg-type]
+        log.info("encoder weights from %s: %s", path, loaded)
+    if p.model.finetune == "lora":  # after the weights: adapters rename the layers they wrap
+        m = p.model
+        meta["lora"] = lora.apply(model, m.encoder, m.lora_rank, m.lora_alpha, m.lora_dropout)
+        log.info("LoRA adapters (rank %d) on %d modules of %s", m.lora_rank, meta["lora"]["modules"], m.encoder)
+    return model
 
 
 def calibrate(
