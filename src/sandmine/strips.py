@@ -104,6 +104,23 @@ def mask_and_polygons(
     Returns:
         GeoJSON features (EPSG:4326) with `area_ha`, `mean_prob` and `properties`, top to bottom.
     """
+    # GDAL's block cache defaults to 5 % of RAM and would hold the strips read and written: keep it small
+    with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB):
+        return _mask_and_polygons(prob_path, threshold, min_pixels, min_area_ha, properties, mask_path, rows)
+
+
+GDAL_CACHE_MB = 64
+
+
+def _mask_and_polygons(
+    prob_path: str | Path,
+    threshold: float,
+    min_pixels: int,
+    min_area_ha: float,
+    properties: dict[str, str],
+    mask_path: str | Path | None,
+    rows: int,
+) -> list[dict]:
     grid = read_grid(prob_path)
     lvl = level(threshold)
     objects = _Labels(_EIGHT)
@@ -164,10 +181,11 @@ def _pieces(
     first = int(lab[above].min())
     local = np.where(above, lab - first + 1, 0).astype(np.int32)  # features.shapes takes int32
     n = int(local.max())
-    idx = np.arange(1, n + 1)
-    for k, s, c in zip(idx, ndimage.sum(prob, local, idx), np.bincount(local.ravel(), minlength=n + 1)[1:]):
-        sums[int(k) + first - 1] += float(s)
-        counts[int(k) + first - 1] += int(c)
+    flat = local.ravel()
+    total = np.bincount(flat, weights=prob.ravel(), minlength=n + 1)[1:]
+    for k, (s, c) in enumerate(zip(total.tolist(), np.bincount(flat, minlength=n + 1)[1:].tolist())):
+        sums[k + first] += s
+        counts[k + first] += c
     transform = grid.transform @ Affine.translation(0, r0)
     for geom, value in features.shapes(local, mask=above, transform=transform):
         pieces[int(value) + first - 1].append(shape(geom))

@@ -36,7 +36,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; outputs are for sharing
         os.replace(tmp, path)
-    except OSError as exc:  # rasterio's and GDAL's write errors are OSErrors too
+    except Exception as exc:  # GDAL's write errors come as OSErrors and as CPLE_* errors
         full = disk_full(path, exc)
         if full is None:
             raise
@@ -224,15 +224,22 @@ def _gib(n: float) -> str:
     return f"{n:.0f} bytes"
 
 
-def disk_full(path: str | Path, exc: OSError) -> SandmineError | None:
-    """The error to raise when writing `path` failed for lack of space, else None (re-raise `exc`)."""
-    text = str(exc)
-    full = exc.errno == errno.ENOSPC or "No space left" in text or "Write failed" in text
-    if not full:
-        return None
+DISK_LOW = 64 * 2**20  # below this much free space, a failed write is put down to a full disk
+
+
+def disk_full(path: str | Path, exc: BaseException) -> SandmineError | None:
+    """The error to raise when writing `path` failed for lack of space, else None (re-raise `exc`).
+
+    GDAL words a full disk several ways ("Write failed", "TIFFAppendToStrip: Seek error", ENOSPC), so a
+    failure also counts as one when the disk has almost no space left.
+    """
+    text = str(exc).strip()
     free = shutil.disk_usage(_existing_ancestor(Path(path).parent)).free
+    said = getattr(exc, "errno", None) == errno.ENOSPC or "No space left" in text
+    if not (said or free < DISK_LOW):
+        return None
     return SandmineError(
-        f"the disk is full while writing it ({_gib(free)} free now; {text.strip()})",
+        f"the disk is full while writing it ({_gib(free)} free now; {text})",
         str(path),
         "free some space, or write to another disk, and run again",
     )

@@ -430,7 +430,7 @@ class CogWriter:
         """`write()`, a full disk reported as a SandmineError naming the output and the free space."""
         try:
             return write()
-        except OSError as exc:
+        except Exception as exc:  # GDAL's write errors come as OSErrors and as CPLE_* errors
             full = disk_full(self.path, exc)
             if full is None:
                 raise
