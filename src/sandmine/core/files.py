@@ -293,7 +293,7 @@ def _acquire(lock: Path, path: Path) -> None:
             raise SandmineError(
                 f"another run is writing {path} (pid {pid})",
                 str(path),
-                f"wait for it to finish, or write to another file (if pid {pid} is gone, delete {lock})",
+                "wait for it to finish, or write to another file",
             ) from None
         try:
             same = os.fstat(fd).st_ino == os.stat(lock).st_ino

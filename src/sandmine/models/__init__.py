@@ -230,7 +230,7 @@ def _weights_error(ckpt: dict[str, Any], path: str, model: nn.Module, exc: Runti
         parts.append(str(exc).strip().splitlines()[-1].strip()[:300])
     return SandmineError(
         f"the weights do not fit the architecture the checkpoint names ({ckpt['encoder']}+{ckpt['decoder']}, "
-        f"{channels(ckpt)} input channels): {'; '.join(parts)}",
+        f"{len(channels(ckpt))} input channels): {'; '.join(parts)}",
         path,
         "use the checkpoint exactly as the train stage wrote it (weights and architecture from one run), "
         "or re-run the train stage",
