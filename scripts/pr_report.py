@@ -13,6 +13,7 @@ apart: they measure the machine, not the model.
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
 import time
@@ -68,7 +69,7 @@ def main() -> None:
     a = ap.parse_args()
     start = time.perf_counter()
     text = build(a.base)
-    tmp = a.out.with_name(a.out.name + ".tmp")
+    tmp = a.out.with_name(f".tmp-{a.out.name}-{os.getpid()}")  # unique: two runs never share one temporary file
     tmp.write_text(text)
     tmp.replace(a.out)
     print(f"report -> {a.out} ({len(text)} characters, {time.perf_counter() - start:.1f} s)")

@@ -567,6 +567,240 @@ CASES += [
 ]
 
 
+def _cli_error(*argv: str) -> str:
+    """The message `sandmine ARGV` ends with: exit code 1, no traceback."""
+    import contextlib
+    import io
+
+    from sandmine.__main__ import main
+
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err), pytest.raises(SystemExit) as exit_:
+        main(list(argv))
+    assert exit_.value.code == 1 and "Traceback" not in err.getvalue()
+    return err.getvalue().removeprefix("error: ").strip()
+
+
+def _predict_inputs(tmp: Path) -> tuple[str, str, bytes, bytes]:
+    """A scene and a checkpoint, with their bytes: a case checks that both are still intact."""
+    img, ckpt = _image(tmp / "scene.tif"), _checkpoint(tmp / "model.pt", BANDS)
+    return str(img), str(ckpt), img.read_bytes(), ckpt.read_bytes()
+
+
+def _predict_refused(*extra: str, out: str | None = None) -> Callable[[Path], str]:
+    """A case: `sandmine predict scene.tif --model model.pt --out OUT EXTRA` is refused, inputs untouched."""
+
+    def case(tmp: Path) -> str:
+        img, ckpt, img_bytes, ckpt_bytes = _predict_inputs(tmp)
+        names = {"IMAGE": img, "MODEL": ckpt, "TMP": str(tmp)}
+        args = [names.get(x, x.replace("TMP", str(tmp))) for x in extra]
+        target = names.get(out or "", (out or "TMP/pred.tif").replace("TMP", str(tmp)))
+        message = _cli_error("predict", img, "--model", ckpt, "--out", target, *args)
+        assert (tmp / "scene.tif").read_bytes() == img_bytes and (tmp / "model.pt").read_bytes() == ckpt_bytes
+        assert not (tmp / "pred.tif").exists()  # refused before any work
+        return message
+
+    return case
+
+
+def predict_out_is_a_symlink_to_the_scene(tmp: Path) -> str:
+    img, ckpt, img_bytes, _ = _predict_inputs(tmp)
+    (tmp / "link.tif").symlink_to(tmp / "scene.tif")
+    message = _cli_error("predict", img, "--model", ckpt, "--out", str(tmp / "link.tif"))
+    assert (tmp / "scene.tif").read_bytes() == img_bytes
+    return message
+
+
+def predict_mask_is_a_hard_link_to_the_model(tmp: Path) -> str:
+    img, ckpt, _, ckpt_bytes = _predict_inputs(tmp)
+    (tmp / "sub").mkdir()
+    (tmp / "sub" / "m.tif").hardlink_to(tmp / "model.pt")
+    message = _cli_error("predict", img, "--model", ckpt, "--out", str(tmp / "p.tif"), "--mask", str(tmp / "sub/m.tif"))
+    assert (tmp / "model.pt").read_bytes() == ckpt_bytes
+    return message
+
+
+def predict_into_a_read_only_folder(tmp: Path) -> str:
+    """Faked (root writes through permission bits): the folder refuses new files as a read-only mount does."""
+    import errno
+    import tempfile
+    from unittest import mock
+
+    img, ckpt, _, _ = _predict_inputs(tmp)
+    (tmp / "ro").mkdir()
+    real = tempfile.mkstemp
+
+    def mkstemp(*args, **kwargs):
+        if Path(kwargs.get("dir", "")) == tmp / "ro":
+            raise OSError(errno.EROFS, "Read-only file system")
+        return real(*args, **kwargs)
+
+    with mock.patch.object(tempfile, "mkstemp", mkstemp):
+        return _cli_error("predict", img, "--model", ckpt, "--out", str(tmp / "ro" / "p.tif"))
+
+
+def predict_onto_a_nearly_full_disk(tmp: Path) -> str:
+    """Faked free space: 1 KiB left, the 96 x 96 px probability map needs 9 KiB."""
+    import shutil
+    from unittest import mock
+
+    img, ckpt, _, _ = _predict_inputs(tmp)
+    with mock.patch.object(shutil, "disk_usage", lambda p: shutil._ntuple_diskusage(10**9, 10**9, 1024)):
+        return _cli_error("predict", img, "--model", ckpt, "--out", str(tmp / "p.tif"))
+
+
+def disk_full_while_writing(tmp: Path) -> str:
+    """GDAL's 'Write failed' as a fake (tests/test_files.py fills a real tmpfs where mounting is allowed)."""
+    from unittest import mock
+
+    import rasterio.errors
+
+    from sandmine.core import raster
+
+    def fail(*args, **kwargs):
+        raise rasterio.errors.RasterioIOError("Write failed: scene.tif: No space left on device")
+
+    with mock.patch.object(raster.rasterio.shutil, "copy", fail), pytest.raises(SandmineError) as err:
+        with raster.CogWriter(tmp / "p.tif", GRID, "uint8", "mine") as out:
+            out.write_rows(0, np.zeros((96, 96), np.uint8))
+    assert not list(tmp.glob(".tmp-*"))
+    return str(err.value)
+
+
+def checkpoint_weights_of_another_architecture(tmp: Path) -> str:
+    import torch
+
+    ckpt = torch.load(_checkpoint(tmp / "model.pt", BANDS), weights_only=True)
+    torch.save({**ckpt, "decoder": "unet"}, tmp / "model.pt")  # linear-decoder weights, labelled unet
+    return _cli_error("predict", str(_image(tmp / "scene.tif")), "--model", str(tmp / "model.pt"), "--out",
+                      str(tmp / "p.tif"))  # fmt: skip
+
+
+def checkpoint_without_normalisation(tmp: Path) -> str:
+    import torch
+
+    ckpt = torch.load(_checkpoint(tmp / "model.pt", BANDS), weights_only=True)
+    torch.save({k: v for k, v in ckpt.items() if k not in ("mean", "std")}, tmp / "model.pt")
+    return _cli_error("predict", str(_image(tmp / "scene.tif")), "--model", str(tmp / "model.pt"), "--out",
+                      str(tmp / "p.tif"))  # fmt: skip
+
+
+def select_out_is_the_sites_file(tmp: Path) -> str:
+    (tmp / "sites.geojson").write_text('{"type": "FeatureCollection", "features": []}')
+    sites = str(tmp / "sites.geojson")
+    return _cli_error("select", "--sites", sites, "--first", "2025-10-01/2025-12-31",
+                      "--second", "2026-03-01/2026-05-31", "--project", "p", "--out", sites)  # fmt: skip
+
+
+def _survey_refused(report: str = "s.html", metrics: str = "s.json", out: str = "out") -> Callable[[Path], str]:
+    """A case: `steps.survey.run` with these outputs (names relative to tmp; RIVERS: the rivers file) is refused."""
+
+    def case(tmp: Path) -> str:
+        from sandmine.core.config import Params
+        from sandmine.steps import survey
+
+        (tmp / "rivers.geojson").write_text('{"type": "FeatureCollection", "features": []}')
+        p = Params()
+        p.survey.rivers, p.survey.cache_dir = str(tmp / "rivers.geojson"), str(tmp / "cache")
+        path = {"RIVERS": tmp / "rivers.geojson"}
+        if out == "user":  # a folder of someone's own files, a git repository among them
+            (tmp / "user" / ".git").mkdir(parents=True)
+            (tmp / "user" / ".git" / "HEAD").write_text("ref: refs/heads/main\n")
+            (tmp / "user" / "notes.txt").write_text("field notes\n")
+        with pytest.raises(SandmineError) as err:
+            survey.run(p, tmp / "model.pt", path.get(out, tmp / out), path.get(report, tmp / report),
+                       path.get(metrics, tmp / metrics))  # fmt: skip
+        assert (tmp / "rivers.geojson").exists() and not (tmp / "cache").exists()
+        if out == "user":
+            assert (tmp / "user" / ".git" / "HEAD").exists() and (tmp / "user" / "notes.txt").exists()
+        return str(err.value)
+
+    return case
+
+
+CASES += [
+    ("predict --out names the input scene", _predict_refused(out="IMAGE"), ["--out names the same file as IMAGE"]),
+    (
+        "predict --mask names the --model checkpoint",
+        _predict_refused("--mask", "MODEL"),
+        ["--mask names the same file as --model", "model.pt", "new file name"],
+    ),
+    (
+        "predict --polygons names --out",
+        _predict_refused("--polygons", "TMP/pred.tif"),
+        ["--out and --polygons name the same file", "give each its own name"],
+    ),
+    (
+        "predict --out through a symlink to the scene",
+        predict_out_is_a_symlink_to_the_scene,
+        ["--out names the same file as IMAGE", "link.tif"],
+    ),
+    (
+        "predict --mask a hard link to the checkpoint",
+        predict_mask_is_a_hard_link_to_the_model,
+        ["--mask names the same file as --model"],
+    ),
+    (
+        "predict --out an existing folder",
+        _predict_refused(out="TMP"),
+        ["--out is an existing folder; it must name a file", "out.tif"],
+    ),
+    (
+        "predict into a read-only folder",
+        predict_into_a_read_only_folder,
+        ["--out cannot be written", "does not accept new files (Read-only file system)", "choose a folder"],
+    ),
+    (
+        "predict onto a nearly full disk",
+        predict_onto_a_nearly_full_disk,
+        ["--out needs about 9.0 KiB and the disk has 1.0 KiB free", "free some space"],
+    ),
+    (
+        "disk full while writing a COG",
+        disk_full_while_writing,
+        ["p.tif", "the disk is full while writing it", "free now", "Write failed"],
+    ),
+    (
+        "checkpoint weights of another architecture",
+        checkpoint_weights_of_another_architecture,
+        [
+            "model.pt",
+            "do not fit the architecture",
+            "resnet18+unet",
+            "missing (e.g.",
+            "unexpected (e.g.",
+            "train stage",
+        ],
+    ),
+    (
+        "checkpoint without mean/std",
+        checkpoint_without_normalisation,
+        ["model.pt", "no normalisation statistics", "'mean'", "found nothing", "re-run the train stage"],
+    ),
+    ("select --out names --sites", select_out_is_the_sites_file, ["--out names the same file as --sites"]),
+    (
+        "survey --out a folder of the user's files",
+        _survey_refused(out="user"),
+        ["--out", "holds files that sandmine did not write (.git, notes.txt)", "new or empty folder"],
+    ),
+    (
+        "survey --report names the rivers file",
+        _survey_refused(report="RIVERS"),
+        ["--report names the same file as survey.rivers"],
+    ),
+    (
+        "survey --metrics equals --report",
+        _survey_refused(metrics="s.html"),
+        ["--report and --metrics name the same file"],
+    ),
+    (
+        "survey --out . (the folder of its inputs)",
+        _survey_refused(out="."),
+        ["--model", "model.pt) lies inside --out, a folder that is emptied on each run", "name another --out"],
+    ),
+]
+
+
 def class_raster_zoomed_out(tmp: Path) -> str:
     """A 0/1/3/255 class raster seen through its overviews (QGIS zoomed out) keeps only its classes."""
     g = Grid(GRID.crs, GRID.transform, 1024, 1024)

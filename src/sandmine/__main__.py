@@ -19,20 +19,30 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from sandmine.core.config import PredictParams, check_grid, knob
 
 
 def _predict(a: argparse.Namespace) -> None:
-    from sandmine import models, monitoring, scale
-    from sandmine.core.files import write_text
-    from sandmine.core.metrics import level
-    from sandmine.core.raster import read_grid, read_mask, write_cog
-    from sandmine.prediction import Stitch, predict_file
-    from sandmine.vectorize import polygons
+    from sandmine.core.files import check_outputs, output_lock
+    from sandmine.core.raster import read_grid
 
     check_grid(a.window, a.stride, a.discard, "sandmine predict", names=("--window", "--stride", "--discard"))
+    g = read_grid(a.image)  # before any work: outputs that would destroy an input, unwritable, or too big
+    check_outputs(
+        {"IMAGE": a.image, "--model": a.model},
+        {"--out": a.out, "--mask": a.mask, "--polygons": a.polygons},
+        sizes={"--out": g.height * g.width},  # uint8 probability, before compression
+    )
+    with output_lock(a.out, a.mask, a.polygons):
+        _predict_locked(a)
+
+
+def _predict_locked(a: argparse.Namespace) -> None:
+    from sandmine import models, scale, strips
+    from sandmine.core.files import write_text
+    from sandmine.core.raster import read_grid
+    from sandmine.prediction import Stitch, predict_file
+
     s = Stitch(a.window, a.stride, a.discard, a.batch_size, a.blend, a.precision)
     ckpt = None
     where = "sandmine predict --device"
@@ -51,12 +61,10 @@ def _predict(a: argparse.Namespace) -> None:
     if a.polygons or a.mask:
         threshold = _threshold(a, ckpt if ckpt is not None else models.load_checkpoint(str(a.model))[1])
         grid = read_grid(a.out)
-        q = read_mask(a.out, grid)
-        mask = monitoring.clean(q >= level(threshold), max(1, round(a.min_area_ha / grid.pixel_area_ha)))
-        if a.mask:
-            write_cog(a.mask, mask.astype(np.uint8), grid, ["mine"])
+        min_pixels = max(1, round(a.min_area_ha / grid.pixel_area_ha))
+        # a strip of rows at a time: a 30,000 px square raster never sits in memory whole
+        feats = strips.mask_and_polygons(a.out, threshold, min_pixels, a.min_area_ha, {"image": a.image.name}, a.mask)
         if a.polygons:
-            feats = polygons(np.where(mask, q / 255.0, 0.0), grid, threshold, a.min_area_ha, {"image": a.image.name})
             write_text(a.polygons, json.dumps({"type": "FeatureCollection", "features": feats}) + "\n")
             print(f"{len(feats)} polygons, {sum(f['properties']['area_ha'] for f in feats):.1f} ha -> {a.polygons}")
     print(f"probability -> {a.out}")
@@ -84,14 +92,17 @@ def _threshold(a: argparse.Namespace, ckpt: dict[str, Any]) -> float:
 
 
 def _select(a: argparse.Namespace) -> None:
-    from sandmine.core.files import write_text
+    from sandmine.core.files import check_outputs, output_lock, write_text
     from sandmine.core.sites import read_sites
     from sandmine.sources import gee, selector
 
-    gee.initialize(a.project)
-    sites = read_sites(a.sites)
-    lines = selector.select_observations(sites, tuple(a.first.split("/")), tuple(a.second.split("/")), a.max_cloud)
-    write_text(a.out, "\n".join(lines) + "\n")
+    check_outputs({"--sites": a.sites}, {"--out": a.out})
+    with output_lock(a.out):
+        gee.initialize(a.project)
+        sites = read_sites(a.sites)
+        first, second = tuple(a.first.split("/")), tuple(a.second.split("/"))
+        lines = selector.select_observations(sites, first, second, a.max_cloud)
+        write_text(a.out, "\n".join(lines) + "\n")
     print(f"{len(lines) - 1} observations of {len(sites)} sites -> {a.out}")
 
 
@@ -156,7 +167,7 @@ def _survey(a: argparse.Namespace) -> None:
         p.survey.periods = list(a.period)
     if a.workers is not None:
         p.predict.workers = a.workers
-    survey.run(p, a.model, a.out, a.report, a.metrics)
+    survey.run(p, a.model, a.out, a.report, a.metrics, a.params)
 
 
 def _review_stats(a: argparse.Namespace) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import secrets
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,17 +53,29 @@ def _model(path: str, device: torch.device) -> tuple[torch.nn.Module, dict]:
     return _MODELS[key]
 
 
-def _tile_path(dst: Path, i: int) -> Path:
-    return dst.with_name(f".tmp-{dst.name}.tile{i:04d}.tif")
+def _tile_path(dst: Path, i: int, run: str) -> Path:
+    """Tile `i` of `dst` for the run `run` (pid + random): two runs on one output never share a tile file."""
+    return dst.with_name(f".tmp-{dst.name}-{run}.tile{i:04d}.tif")
+
+
+def _run_id() -> str:
+    return f"{os.getpid()}-{secrets.token_hex(4)}"
 
 
 def predict_tile(
-    model_path: str, job: Job, s: Stitch, rows: tuple[int, int] | None, i: int, threads: int, device: str = "cpu"
+    model_path: str,
+    job: Job,
+    s: Stitch,
+    rows: tuple[int, int] | None,
+    i: int,
+    threads: int,
+    device: str = "cpu",
+    run: str = "",
 ) -> str:
     """One task: predict `rows` of `job.src` (all rows if None) into a tile COG, or the final COG, on `device`."""
     torch.set_num_threads(threads)
     model, ckpt = _model(model_path, resolve_device(device, "predict.device"))
-    out = job.dst if rows is None else _tile_path(job.dst, i)
+    out = job.dst if rows is None else _tile_path(job.dst, i, run or _run_id())
     predict_file(model, ckpt, job.src, out, s, dict(job.tags), rows=rows)
     return str(out)
 
@@ -120,12 +133,13 @@ def predict_many(
         parts = tiles(h, tile_rows) if h > tile_rows else [None]
         plan.append((job, parts))
     n_tasks = sum(len(parts) for _, parts in plan)
+    run = _run_id()
     if workers == 0 and scheduler is None:
         with tqdm(total=n_tasks, desc="predict", unit="tile") as bar:
             for job, parts in plan:
                 done = []
                 for i, rows in enumerate(parts):
-                    done.append(predict_tile(str(model_path), job, s, rows, i, threads, device))
+                    done.append(predict_tile(str(model_path), job, s, rows, i, threads, device, run))
                     bar.update()
                 if parts != [None]:
                     join_tiles(job, done)
@@ -136,7 +150,7 @@ def predict_many(
         futures, joins = [], []
         for job, parts in plan:
             tile_futs = [
-                client.submit(predict_tile, str(model_path), job, s, rows, i, threads, device, pure=False)
+                client.submit(predict_tile, str(model_path), job, s, rows, i, threads, device, run, pure=False)
                 for i, rows in enumerate(parts)
             ]
             futures += tile_futs

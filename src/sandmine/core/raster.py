@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import Literal, get_args
+from typing import Literal, TypeVar, get_args
 
 import numpy as np
 import rasterio
@@ -27,9 +27,10 @@ from shapely.geometry.base import BaseGeometry
 
 from sandmine.core.bands import CATALOGUE, Conversion, canonical, file_units, naming_advice
 from sandmine.core.errors import SandmineError
-from sandmine.core.files import atomic_path
+from sandmine.core.files import atomic_path, disk_full, temp_name
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -503,24 +504,26 @@ class CogWriter:
         self.path = Path(path)
         self.grid = grid
         self._cog_options = _cog_options(dtype, resampling)
-        self._tmp = self.path.with_name(f".tmp-{self.path.name}.rows.tif")
+        self._tmp = temp_name(self.path, ".rows.tif")  # unique: two runs never write one temporary file
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._dst = rasterio.open(
-            self._tmp,
-            "w",
-            driver="GTiff",
-            width=grid.width,
-            height=grid.height,
-            count=1,
-            dtype=dtype,
-            crs=grid.crs,
-            transform=grid.transform,
-            tiled=True,
-            blockxsize=256,
-            blockysize=256,
-            compress="DEFLATE",
-            BIGTIFF="IF_SAFER",
-            nodata=nodata,
+        self._dst = self._guard(
+            lambda: rasterio.open(
+                self._tmp,
+                "w",
+                driver="GTiff",
+                width=grid.width,
+                height=grid.height,
+                count=1,
+                dtype=dtype,
+                crs=grid.crs,
+                transform=grid.transform,
+                tiled=True,
+                blockxsize=256,
+                blockysize=256,
+                compress="DEFLATE",
+                BIGTIFF="IF_SAFER",
+                nodata=nodata,
+            )
         )
         self._dst.set_band_description(1, band_name)
         if tags:
@@ -528,10 +531,24 @@ class CogWriter:
 
     def write_rows(self, row0: int, block: np.ndarray) -> None:
         window = rasterio.windows.Window(0, row0, self.grid.width, block.shape[0])
-        self._dst.write(block, 1, window=window)
+        self._guard(lambda: self._dst.write(block, 1, window=window))
+
+    def _guard(self, write: Callable[[], T]) -> T:
+        """`write()`, a full disk reported as a SandmineError naming the output and the free space."""
+        try:
+            return write()
+        except Exception as exc:  # GDAL's write errors come as OSErrors and as CPLE_* errors
+            full = disk_full(self.path, exc)
+            if full is None:
+                raise
+            raise full from exc
 
     def close(self) -> None:
-        self._dst.close()
+        try:
+            self._guard(self._dst.close)  # GDAL flushes its last blocks here
+        except BaseException:
+            self._tmp.unlink(missing_ok=True)
+            raise
         try:
             with atomic_path(self.path) as out:
                 rasterio.shutil.copy(self._tmp, out, driver="COG", **self._cog_options)

@@ -185,12 +185,56 @@ def load_checkpoint(path: str, device: str | torch.device = "cpu") -> tuple[nn.M
         raise SandmineError(
             f"checkpoint format {found} is not {CHECKPOINT_FORMAT}", path, "re-run the train stage with this version"
         )
+    _check_fields(ckpt, path)
     model = build(
         ckpt["encoder"], ckpt["decoder"], channels(ckpt), bool(ckpt.get("frozen", False)), **ckpt.get("baseline", {})
     )
-    place(model, device).load_state_dict(ckpt["state_dict"])
+    try:
+        place(model, device).load_state_dict(ckpt["state_dict"])
+    except RuntimeError as exc:  # missing / unexpected keys, or tensors of another shape
+        raise _weights_error(ckpt, path, model, exc) from exc
     model.eval()
     return model, ckpt
+
+
+def _check_fields(ckpt: dict[str, Any], path: str) -> None:
+    """The fields a checkpoint needs to rebuild and feed its model: named, not a KeyError later."""
+    missing = [k for k in ("encoder", "decoder", "bands", "state_dict") if k not in ckpt]
+    if missing:
+        raise SandmineError(
+            f"checkpoint lacks {missing}", path, "use a checkpoint written by the train stage (models/model.pt)"
+        )
+    chans = channels(ckpt)
+    for key in ("mean", "std"):
+        value = ckpt.get(key)
+        if value is None or len(value) != len(chans):
+            found = "nothing" if value is None else f"{len(value)} values"
+            raise SandmineError(
+                f"checkpoint has no normalisation statistics: '{key}' must hold one value per input channel "
+                f"({len(chans)}: {chans}), found {found}",
+                path,
+                "re-run the train stage, which stores the training images' mean and std with the weights",
+            )
+
+
+def _weights_error(ckpt: dict[str, Any], path: str, model: nn.Module, exc: RuntimeError) -> SandmineError:
+    """A checkpoint whose weights do not fit the architecture it names, said with a few of the keys."""
+    want, have = set(model.state_dict()), set(ckpt["state_dict"])
+    missing, unexpected = sorted(want - have), sorted(have - want)
+    parts = []
+    if missing:
+        parts.append(f"{len(missing)} missing (e.g. {', '.join(missing[:3])})")
+    if unexpected:
+        parts.append(f"{len(unexpected)} unexpected (e.g. {', '.join(unexpected[:3])})")
+    if not parts:  # same keys, other shapes
+        parts.append(str(exc).strip().splitlines()[-1].strip()[:300])
+    return SandmineError(
+        f"the weights do not fit the architecture the checkpoint names ({ckpt['encoder']}+{ckpt['decoder']}, "
+        f"{len(channels(ckpt))} input channels): {'; '.join(parts)}",
+        path,
+        "use the checkpoint exactly as the train stage wrote it (weights and architecture from one run), "
+        "or re-run the train stage",
+    )
 
 
 def _upgrade(ckpt: dict[str, Any], path: str) -> dict[str, Any]:

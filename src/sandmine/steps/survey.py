@@ -33,7 +33,7 @@ from sandmine import monitoring, scale, webmap
 from sandmine import survey as sv
 from sandmine.core.config import Params
 from sandmine.core.errors import SandmineError
-from sandmine.core.files import fresh_dir, round_metrics, write_json
+from sandmine.core.files import check_outputs, claim_dir, fresh_dir, output_lock, round_metrics, write_json
 from sandmine.core.metrics import level
 from sandmine.core.raster import Grid, ImageReader, has_valid_pixel, to_crs, write_cog
 from sandmine.core.windows import starts
@@ -58,7 +58,33 @@ class Counts:
     seconds: dict[str, float] = dataclasses.field(default_factory=dict)  # per phase: plan, export, predict, outputs
 
 
-def run(p: Params, model_path: Path, out_dir: Path, report_path: Path, metrics_path: Path) -> Counts:
+def run(
+    p: Params,
+    model_path: Path,
+    out_dir: Path,
+    report_path: Path,
+    metrics_path: Path,
+    params_path: Path | None = None,
+) -> Counts:
+    """Survey every river; before any work, refuse outputs that would destroy an input or a user's folder.
+
+    `out_dir` must be new, empty, or a folder of an earlier survey (it is emptied); `params_path`, when
+    given, is one more input that no output may overwrite.
+    """
+    inputs = {
+        "--model": model_path,
+        "--params": params_path,
+        "survey.rivers": Path(p.survey.rivers),
+        "survey.region": Path(p.survey.region) if p.survey.region else None,
+        "survey.cache_dir": Path(p.survey.cache_dir).expanduser(),
+    }
+    check_outputs(inputs, {"--report": report_path, "--metrics": metrics_path}, {"--out": out_dir})
+    claim_dir(out_dir, "--out")
+    with output_lock(out_dir, report_path, metrics_path):
+        return _run(p, model_path, out_dir, report_path, metrics_path)
+
+
+def _run(p: Params, model_path: Path, out_dir: Path, report_path: Path, metrics_path: Path) -> Counts:
     import pandas as pd
 
     t0 = time.perf_counter()
@@ -95,7 +121,7 @@ def run(p: Params, model_path: Path, out_dir: Path, report_path: Path, metrics_p
     preds = _predict(p, model_path, images, cache, counts)
     counts.seconds["predict"] = time.perf_counter() - t0 - sum(counts.seconds.values())
     thr = threshold(p, model_path)
-    fresh_dir(out_dir)
+    fresh_dir(out_dir, "--out")
     synthetic = p.source.kind == "synthetic"
     tags = {
         "source": p.source.kind,
