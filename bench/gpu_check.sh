@@ -27,7 +27,7 @@ if python -c "import rasterio, shapely, pyproj, omegaconf, segmentation_models_p
   echo "gpu_check.sh: this Python has the packages already: nothing installed from gpu_wheels/" >&2
 else
   rm -rf "$site"
-  pip install -q --no-index --no-deps --target "$site" gpu_wheels/*.whl
+  python -m pip install -q --no-index --no-deps --target "$site" gpu_wheels/*.whl
   export PYTHONPATH="$site${PYTHONPATH:+:$PYTHONPATH}"
   echo "gpu_check.sh: installed $(ls gpu_wheels | wc -l) wheels into $site in $(($(date +%s) - start)) s" >&2
 fi
