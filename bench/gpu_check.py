@@ -28,6 +28,9 @@ from sandmine.steps import evaluate, train
 
 # what the GPU machine has (FIELD_NOTES.md: GPUs); their dependencies count as present too
 ON_GPU_MACHINE = ("torch", "timm", "numpy", "scipy", "scikit-image", "pandas", "matplotlib", "tqdm")
+# imported here when installed, inside try blocks: torch's pynvml (torch.cuda) and pydot (torch.fx's graph drawer),
+# numpy.f2py's charset_normalizer
+OPTIONAL = {"nvidia-ml-py", "pydot", "charset-normalizer"}
 
 
 def _norm(name: str) -> str:
@@ -56,7 +59,7 @@ def missing_on_gpu(wheels: Path) -> list[str]:
     owners = md.packages_distributions()
     used = {_norm(d) for m in list(sys.modules) for d in owners.get(m.split(".")[0], [])}
     carried = {_norm(w.name.split("-")[0]) for w in wheels.glob("*.whl")}
-    return sorted(used - _closure(ON_GPU_MACHINE) - carried - {"sandmine"})
+    return sorted(used - _closure(ON_GPU_MACHINE) - carried - OPTIONAL - {"sandmine"})
 
 
 def run_once(world: Path, device: str, precision: str, a: argparse.Namespace, out: Path) -> dict[str, float | str]:

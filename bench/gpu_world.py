@@ -1,7 +1,7 @@
 """A tiny world for bench/gpu_check.sh: the three smallest sites of the embedded world, one labelled date each,
 run through the export, annotate-pull, aoi and split stage code; what train and evaluate read is copied to `out`.
 
-    python bench/gpu_world.py gpu_world        # out/{images,labels,aoi}/<obs>.tif, out/split.csv
+    python bench/gpu_world.py gpu_world        # out/{images,labels,aoi}/<obs>.tif (+ labels/<obs>.geojson), split.csv
 
 The split puts each site in a cluster of its own: one train, one val, one test.
 """
@@ -54,8 +54,9 @@ def render(out: Path, params: Path = Path("params.yaml"), data: Path = Path("dat
         shutil.rmtree(out, ignore_errors=True)
         for sub in ("images", "labels", "aoi"):
             (out / sub).mkdir(parents=True)
-            for r in first.values():
-                shutil.copy2(t / sub / f"{r['obs_id']}.tif", out / sub / f"{r['obs_id']}.tif")
+            for r in first.values():  # the COGs, and the label polygons beside the label masks
+                for f in (t / sub).glob(f"{r['obs_id']}.*"):
+                    shutil.copy2(f, out / sub / f.name)
         shutil.copy2(t / "split.csv", out / "split.csv")
     with (out / "split.csv").open(newline="") as fh:
         return list(csv.DictReader(fh))
