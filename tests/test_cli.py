@@ -113,16 +113,25 @@ def test_predict_defaults_come_from_params_schema():
     assert (a.device, a.precision) == (p.device, p.precision) == ("auto", "32")
 
 
+@pytest.mark.parametrize(("text", "value"), [("auto", "auto"), ("8", 8)])
+def test_predict_batch_size_takes_a_count_or_auto(text, value):
+    from sandmine.__main__ import parser
+
+    a = parser().parse_args(["predict", "x.tif", "--model", "m.pt", "--out", "p.tif", "--batch-size", text])
+    assert a.batch_size == value
+
+
 @pytest.mark.parametrize(
     ("option", "fragment"),
     [
         (["--stride", "0"], "--stride: predict.stride_px must be ≥ 1, got 0"),
-        (["--batch-size", "0"], "--batch-size: predict.batch_size must be ≥ 1, got 0"),
+        (["--batch-size", "0"], "--batch-size: predict.batch_size must be ≥ 1 or one of: auto, got 0"),
         (["--discard", "-2"], "--discard: predict.discard_px must be ≥ 0, got -2"),
         (["--window", "100"], "--window: predict.window_px must be a multiple of 32 and ≥ 32, got 100"),
         (["--threshold", "1.5"], "--threshold: predict.threshold must be in (0, 1), got 1.5"),
         (["--blend", "max"], "--blend: predict.blend must be one of: mean | gaussian, got 'max'"),
         (["--stride", "ten"], "--stride: predict.stride_px must be an integer, got 'ten'"),
+        (["--batch-size", "max"], "--batch-size: predict.batch_size must be ≥ 1 or one of: auto, got 'max'"),
         (["--device", "gpu"], "--device: predict.device must be one of: auto | cpu | cuda | cuda:N, got 'gpu'"),
         (["--precision", "16"], "--precision: predict.precision must be one of: 32 | bf16, got '16'"),
     ],

@@ -78,7 +78,7 @@ def test_load_params_missing_file(tmp_path):
 
 
 BAD_VALUES = [  # (params.yaml snippet, fragments of the message)
-    ("predict:\n  batch_size: 0\n", ["'predict.batch_size' must be ≥ 1, got 0", "change it, e.g. to its default 1"]),
+    ("predict:\n  batch_size: 0\n", ["'predict.batch_size' must be ≥ 1 or one of: auto, got 0", "its default 'auto'"]),
     ("predict:\n  discard_px: -4\n", ["'predict.discard_px' must be ≥ 0, got -4"]),
     ("predict:\n  threshold: 1.5\n", ["'predict.threshold' must be in (0, 1), got 1.5", "its default null"]),
     ("predict:\n  threshold: 0\n", ["'predict.threshold' must be in (0, 1), got 0.0"]),

@@ -164,3 +164,101 @@ def test_file_tiles_reassemble_the_whole(tmp_path, rng, grid_fn):
             parts.append(ds.read(1))
     with rasterio.open(tmp_path / "whole.tif") as ds:
         assert np.array_equal(np.concatenate(parts), ds.read(1))
+
+
+def _original_predict_rows(model, read, height, width, s, row0=0, row1=None, chunk_px=2048):
+    """predict_rows as it was at 30cccf7 (host accumulators, numpy blending), kept verbatim but for the
+    prefetch thread: the reference the CPU path must equal bit for bit."""
+    from sandmine.core.windows import keep_region, starts
+
+    row1 = height if row1 is None else row1
+    weights = blend_weights(s.window, s.blend)
+    needed = [r for r in starts(height, s.window, s.stride) if r < row1 and r + s.window > row0]
+    cols = starts(width, s.window, s.stride)
+    per_chunk = max(1, chunk_px // s.window, s.batch_size)
+    chunks = [cols[i : i + per_chunk] for i in range(0, len(cols), per_chunk)]
+    plan = [(k, r, chunk) for k, r in enumerate(needed) for chunk in chunks]
+    model.eval()
+    lo = needed[0]
+    total = np.zeros((0, width), np.float32)
+    wsum = np.zeros((0, width), np.float32)
+    with torch.no_grad():
+        for k, r, chunk in plan:
+            grow = r + s.window - lo - total.shape[0]
+            if grow > 0:
+                total = np.concatenate([total, np.zeros((grow, width), np.float32)])
+                wsum = np.concatenate([wsum, np.zeros((grow, width), np.float32)])
+            x = read(r, r + s.window, chunk[0], chunk[-1] + s.window)
+            c0 = chunk[0]
+            for b in range(0, len(chunk), s.batch_size):
+                batch = chunk[b : b + s.batch_size]
+                xb = torch.from_numpy(np.stack([x[:, :, c - c0 : c - c0 + s.window] for c in batch]))
+                prob = torch.sigmoid(model(xb).float())[:, 0].cpu().numpy()
+                for c, p in zip(batch, prob):
+                    rs, cs = keep_region(r, c, s.window, height, width, s.discard)
+                    wt = weights[rs, cs]
+                    out_r = slice(r - lo + rs.start, r - lo + rs.stop)
+                    out_c = slice(c + cs.start, c + cs.stop)
+                    total[out_r, out_c] += p[rs, cs] * wt
+                    wsum[out_r, out_c] += wt
+            if chunk is not chunks[-1]:
+                continue
+            done = needed[k + 1] if k + 1 < len(needed) else min(row1, height)
+            done = min(done, r + s.window)
+            a, b_ = max(lo, row0), min(done, row1)
+            if b_ > a:
+                yield a, total[a - lo : b_ - lo] / np.maximum(wsum[a - lo : b_ - lo], 1e-12)
+            total, wsum, lo = total[done - lo :], wsum[done - lo :], done
+
+
+@pytest.mark.parametrize("on_device", [None, True], ids=["host", "device-path-on-cpu"])
+@pytest.mark.parametrize("blend", ["mean", "gaussian"])
+@pytest.mark.parametrize("rows", [None, (37, 151)], ids=["whole", "row-tile"])
+def test_predict_rows_cpu_is_bitwise_the_original_algorithm(rng, monkeypatch, on_device, blend, rows):
+    import sandmine.prediction as prediction
+
+    # windows of 64 px at stride 40 over 230 x 330 px: strips overlap, reads come in column chunks of
+    # 128 px (2 windows) that windows straddle, batches of 3 do not divide the chunks, the last window is flush
+    monkeypatch.setattr(prediction, "CHUNK_PX", 128)
+    image = rng.standard_normal((3, 230, 330)).astype(np.float32)
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 4, 5, padding=2), nn.ReLU(), nn.Conv2d(4, 1, 3, padding=1)).eval()
+    s = Stitch(64, 40, 12, 3, blend)
+
+    def read(a, b, c0, c1):
+        return image[:, a:b, c0:c1]
+
+    rng_rows = () if rows is None else rows
+    want = list(_original_predict_rows(model, read, 230, 330, s, *rng_rows, chunk_px=128))
+    got = list(predict_rows(model, read, 230, 330, s, *rng_rows, on_device=on_device))
+    assert [r for r, _ in got] == [r for r, _ in want] and len(want) > 2
+    for (_, g), (_, w) in zip(got, want):
+        assert g.dtype == np.float32 and g.tobytes() == w.tobytes()  # byte for byte
+
+
+def test_auto_batch_is_one_on_the_cpu(rng):
+    from sandmine.prediction import auto_batch
+
+    image = rng.standard_normal((3, 100, 300)).astype(np.float32)
+    model = _conv_model(3)
+    assert auto_batch(model, torch.from_numpy(image[:, :64, :64]), "32") == 1
+    s = Stitch(64, 48, 8, "auto")
+    assert np.array_equal(predict(model, image, s), predict(model, image, Stitch(64, 48, 8, 1)))
+
+
+def test_largest_fitting_doubles_until_out_of_memory():
+    from sandmine.prediction import largest_fitting
+
+    tried, released = [], []
+
+    def run(n):
+        tried.append(n)
+        if n > 20:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory")
+
+    assert largest_fitting(run, 128, lambda: released.append(1)) == 16
+    assert tried == [1, 2, 4, 8, 16, 32] and len(released) == len(tried)  # memory freed after every try
+    tried.clear()
+    assert largest_fitting(run, 8) == 8 and tried == [1, 2, 4, 8]  # never beyond the cap
+    with pytest.raises(RuntimeError, match="other"):  # only running out of memory ends the search quietly
+        largest_fitting(lambda n: (_ for _ in ()).throw(RuntimeError("other")), 8)

@@ -12,6 +12,7 @@ whole-raster pass.
 from __future__ import annotations
 
 import logging
+import weakref
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -40,20 +41,22 @@ from sandmine.core.raster import (
 from sandmine.core.windows import keep_region, starts
 from sandmine.device import autocast, device_of, to_device
 
-log = logging.getLogger(__name__)
-
 BLENDS = ("mean", "gaussian")
-__all__ = ["BLENDS", "Stitch", "blend_weights", "normalise", "predict", "predict_file", "predict_rows"]
+log = logging.getLogger(__name__)
+__all__ = ["BLENDS", "Stitch", "auto_batch", "blend_weights", "normalise", "predict", "predict_file", "predict_rows"]
 
 
 @dataclass(frozen=True)
 class Stitch:
-    """How windows are laid out, batched and blended; `precision` "bf16" runs the model under bf16 autocast."""
+    """How windows are laid out, batched and blended; `precision` "bf16" runs the model under bf16 autocast.
+
+    `batch_size` is a number of windows, or "auto": the largest that fits on a GPU (`auto_batch`), 1 on the CPU.
+    """
 
     window: int
     stride: int
     discard: int
-    batch_size: int
+    batch_size: int | str
     blend: str = "gaussian"
     precision: str = "32"
 
@@ -72,11 +75,150 @@ def blend_weights(window: int, blend: str) -> np.ndarray:
 
 Reader = Callable[[int, int, int, int], np.ndarray]
 CHUNK_PX = 2048  # columns read at a time (or one batch of windows): memory does not grow with the width either
+AUTO_MAX = 128  # batch_size auto tries 1, 2, 4, ... up to this many windows
+_auto_cache: weakref.WeakKeyDictionary[nn.Module, dict[tuple[int, int, str], int]] = weakref.WeakKeyDictionary()
+
+
+@torch.no_grad()
+def auto_batch(model: nn.Module, sample: torch.Tensor, precision: str) -> int:
+    """The largest batch of windows like `sample` ((C, window, window)) that the model's GPU runs: 1, 2, 4, ...
+    up to AUTO_MAX, until torch.cuda.OutOfMemoryError; 1 on the CPU. Remembered per model, window and precision."""
+    device = device_of(model)
+    if device.type != "cuda":
+        return 1
+    key = (sample.shape[0], sample.shape[-1], precision)
+    known = _auto_cache.setdefault(model, {})
+    if key in known:
+        return known[key]
+    model.eval()
+
+    def run(b: int) -> None:
+        x = sample.to(device)[None].expand(b, *sample.shape).contiguous(memory_format=torch.channels_last)
+        with autocast(device, precision):
+            model(x)
+        torch.cuda.synchronize(device)
+
+    fits = largest_fitting(run, AUTO_MAX, torch.cuda.empty_cache)
+    log.info("predict.batch_size auto: %d windows of %d px on %s", fits, sample.shape[-1], device)
+    known[key] = fits
+    return fits
+
+
+def largest_fitting(run: Callable[[int], None], top: int, release: Callable[[], None] = lambda: None) -> int:
+    """The largest of 1, 2, 4, ... <= `top` for which `run(n)` does not raise torch.cuda.OutOfMemoryError
+    (1 even when 1 does not fit: the error then comes where the work is done). `release` runs after each try."""
+    fits, n = 1, 1
+    while n <= top:
+        try:
+            run(n)
+        except torch.cuda.OutOfMemoryError:
+            break
+        finally:
+            release()
+        fits, n = n, n * 2
+    return fits
+
+
+class _HostStrip:
+    """Accumulators of one strip of rows in host memory (numpy): probabilities copied per batch."""
+
+    def __init__(self, weights: np.ndarray, width: int, device: torch.device) -> None:
+        self.weights, self.width, self.device = weights, width, device
+        self.total = np.zeros((0, width), np.float32)
+        self.wsum = np.zeros((0, width), np.float32)
+
+    def grow(self, rows: int) -> None:
+        """Hold at least `rows` rows."""
+        grow = rows - self.total.shape[0]
+        if grow > 0:
+            self.total = np.concatenate([self.total, np.zeros((grow, self.width), np.float32)])
+            self.wsum = np.concatenate([self.wsum, np.zeros((grow, self.width), np.float32)])
+
+    def stage(self, x: np.ndarray) -> np.ndarray:
+        """A read block, ready for `windows` (in the reading thread)."""
+        return x
+
+    def windows(self, x: np.ndarray, offsets: list[int], window: int) -> torch.Tensor:
+        """A batch of windows of `x` starting at these column offsets, on the model's device."""
+        return to_device(np.stack([x[:, :, o : o + window] for o in offsets]), self.device)
+
+    def add(self, logits: torch.Tensor, places: list[tuple[slice, slice, slice, slice]]) -> None:
+        """Blend a batch: window i's kept part (rs, cs) goes to accumulator rows and columns (out_r, out_c)."""
+        prob = torch.sigmoid(logits.float())[:, 0].cpu().numpy()
+        for p, (out_r, out_c, rs, cs) in zip(prob, places):
+            wt = self.weights[rs, cs]
+            self.total[out_r, out_c] += p[rs, cs] * wt
+            self.wsum[out_r, out_c] += wt
+
+    def rows(self, a: int, b: int) -> np.ndarray:
+        """Blended probabilities of accumulator rows [a, b)."""
+        return self.total[a:b] / np.maximum(self.wsum[a:b], 1e-12)
+
+    def drop(self, n: int) -> None:
+        """Forget the first `n` rows (finished)."""
+        self.total, self.wsum = self.total[n:], self.wsum[n:]
+
+
+class _DeviceStrip(_HostStrip):
+    """Accumulators on the model's device: windows cut from a block copied there once (from pinned memory, on a
+    side stream, in the reading thread), blended there, one device-to-host copy per finished strip.
+
+    The same float32 operations in the same order as `_HostStrip`: on the CPU the result is bit for bit the same.
+    """
+
+    def __init__(self, weights: np.ndarray, width: int, device: torch.device) -> None:
+        super().__init__(weights, width, device)
+        self.weights_t = torch.from_numpy(weights).to(device)
+        self.total_t = torch.zeros((0, width), dtype=torch.float32, device=device)
+        self.wsum_t = torch.zeros((0, width), dtype=torch.float32, device=device)
+        self.copier = torch.cuda.Stream(device) if device.type == "cuda" else None
+
+    def grow(self, rows: int) -> None:
+        grow = rows - self.total_t.shape[0]
+        if grow > 0:
+            zeros = torch.zeros((grow, self.width), dtype=torch.float32, device=self.device)
+            self.total_t, self.wsum_t = torch.cat([self.total_t, zeros]), torch.cat([self.wsum_t, zeros])
+
+    def stage(self, x: np.ndarray) -> torch.Tensor:  # type: ignore[override]
+        if self.copier is None:
+            return torch.from_numpy(x).to(self.device)
+        pinned = torch.empty(x.shape, dtype=torch.float32, pin_memory=True)
+        pinned.copy_(torch.from_numpy(x))
+        with torch.cuda.stream(self.copier):
+            t = pinned.to(self.device, non_blocking=True)
+        self.copier.synchronize()  # this thread waits, the model's stream does not
+        return t
+
+    def windows(self, x: torch.Tensor, offsets: list[int], window: int) -> torch.Tensor:  # type: ignore[override]
+        if self.copier is not None:
+            x.record_stream(torch.cuda.current_stream(self.device))  # made on the side stream, used on this one
+        xb = torch.stack([x[:, :, o : o + window] for o in offsets])
+        return xb.contiguous(memory_format=torch.channels_last) if self.copier is not None else xb
+
+    def add(self, logits: torch.Tensor, places: list[tuple[slice, slice, slice, slice]]) -> None:
+        prob = torch.sigmoid(logits.float())[:, 0]
+        for p, (out_r, out_c, rs, cs) in zip(prob, places):
+            wt = self.weights_t[rs, cs]
+            self.total_t[out_r, out_c] += p[rs, cs] * wt
+            self.wsum_t[out_r, out_c] += wt
+
+    def rows(self, a: int, b: int) -> np.ndarray:
+        return (self.total_t[a:b] / self.wsum_t[a:b].clamp_min(1e-12)).cpu().numpy()
+
+    def drop(self, n: int) -> None:
+        self.total_t, self.wsum_t = self.total_t[n:], self.wsum_t[n:]
 
 
 @torch.no_grad()
 def predict_rows(
-    model: nn.Module, read: Reader, height: int, width: int, s: Stitch, row0: int = 0, row1: int | None = None
+    model: nn.Module,
+    read: Reader,
+    height: int,
+    width: int,
+    s: Stitch,
+    row0: int = 0,
+    row1: int | None = None,
+    on_device: bool | None = None,
 ) -> Iterator[tuple[int, np.ndarray]]:
     """Yield (first row, (n, width) float32 probabilities) for rows [row0, row1), top to bottom.
 
@@ -84,6 +226,8 @@ def predict_rows(
         model: (B, C, window, window) -> (B, 1, window, window) logits; runs on its own device.
         read: read(r0, r1, c0, c1) -> (C, r1 - r0, c1 - c0) normalised float32 input.
         height, width: raster size; both must be at least `s.window` (see `predict` for smaller).
+        on_device: blend on the model's device (None: when that is not the CPU). True on the CPU runs the
+            device path there, with the same result bit for bit.
     """
     row1 = height if row1 is None else row1
     if height < s.window or width < s.window:
@@ -91,65 +235,68 @@ def predict_rows(
     weights = blend_weights(s.window, s.blend)
     needed = [r for r in starts(height, s.window, s.stride) if r < row1 and r + s.window > row0]
     cols = starts(width, s.window, s.stride)
-    per_chunk = max(1, CHUNK_PX // s.window, s.batch_size)  # a batch of windows comes from one read
+    device = device_of(model)
+    model.eval()
+    if s.batch_size == "auto":
+        sample = torch.from_numpy(read(needed[0], needed[0] + s.window, 0, s.window))
+        batch = min(auto_batch(model, sample, s.precision), len(cols))
+    else:
+        batch = int(s.batch_size)
+    per_chunk = max(1, CHUNK_PX // s.window, batch)  # a batch of windows comes from one read
     chunks = [cols[i : i + per_chunk] for i in range(0, len(cols), per_chunk)]
     plan = [(k, r, chunk) for k, r in enumerate(needed) for chunk in chunks]
+    strip = (_DeviceStrip if (device.type != "cpu" if on_device is None else on_device) else _HostStrip)(
+        weights, width, device
+    )
 
-    def fetch(i: int) -> np.ndarray:
+    def fetch(i: int) -> np.ndarray | torch.Tensor:
         _, r, chunk = plan[i]
-        return read(r, r + s.window, chunk[0], chunk[-1] + s.window)
+        return strip.stage(read(r, r + s.window, chunk[0], chunk[-1] + s.window))
 
-    model.eval()
-    device = device_of(model)
     lo = needed[0]  # first row held in the accumulators
-    total = np.zeros((0, width), np.float32)
-    wsum = np.zeros((0, width), np.float32)
-    pool = ThreadPoolExecutor(max_workers=1)  # reads the next chunk while the model runs
+    pool = ThreadPoolExecutor(max_workers=1)  # reads (and copies to the device) the next chunk while the model runs
     try:
         ahead = pool.submit(fetch, 0)
         for i, (k, r, chunk) in enumerate(plan):
-            grow = r + s.window - lo - total.shape[0]
-            if grow > 0:
-                total = np.concatenate([total, np.zeros((grow, width), np.float32)])
-                wsum = np.concatenate([wsum, np.zeros((grow, width), np.float32)])
+            strip.grow(r + s.window - lo)
             x = ahead.result()
             if i + 1 < len(plan):
                 ahead = pool.submit(fetch, i + 1)
             c0 = chunk[0]
-            for b in range(0, len(chunk), s.batch_size):
-                batch = chunk[b : b + s.batch_size]
-                xb = to_device(np.stack([x[:, :, c - c0 : c - c0 + s.window] for c in batch]), device)
+            for b in range(0, len(chunk), batch):
+                batch_cols = chunk[b : b + batch]
+                xb = strip.windows(x, [c - c0 for c in batch_cols], s.window)  # type: ignore[arg-type]
                 with autocast(device, s.precision):
                     logits = model(xb)
-                prob = torch.sigmoid(logits.float())[:, 0].cpu().numpy()
-                for c, p in zip(batch, prob):
+                places = []
+                for c in batch_cols:
                     rs, cs = keep_region(r, c, s.window, height, width, s.discard)
-                    wt = weights[rs, cs]
-                    out_r = slice(r - lo + rs.start, r - lo + rs.stop)
-                    out_c = slice(c + cs.start, c + cs.stop)
-                    total[out_r, out_c] += p[rs, cs] * wt
-                    wsum[out_r, out_c] += wt
+                    out_r, out_c = slice(r - lo + rs.start, r - lo + rs.stop), slice(c + cs.start, c + cs.stop)
+                    places.append((out_r, out_c, rs, cs))
+                strip.add(logits, places)
             if chunk is not chunks[-1]:
                 continue
             done = needed[k + 1] if k + 1 < len(needed) else min(row1, height)  # no later window reaches above
             done = min(done, r + s.window)
             a, b_ = max(lo, row0), min(done, row1)
             if b_ > a:
-                yield a, total[a - lo : b_ - lo] / np.maximum(wsum[a - lo : b_ - lo], 1e-12)
-            total, wsum, lo = total[done - lo :], wsum[done - lo :], done
+                yield a, strip.rows(a - lo, b_ - lo)
+            strip.drop(done - lo)
+            lo = done
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
 
 
-def predict(model: nn.Module, image: np.ndarray, s: Stitch) -> np.ndarray:
-    """(H, W) float32 probabilities for an in-memory (C, H, W) normalised image of any size."""
+def predict(model: nn.Module, image: np.ndarray, s: Stitch, on_device: bool | None = None) -> np.ndarray:
+    """(H, W) float32 probabilities for an in-memory (C, H, W) normalised image of any size (`on_device`:
+    see `predict_rows`)."""
     c, h, w = image.shape
     ph, pw = max(0, s.window - h), max(0, s.window - w)
     if ph or pw:  # smaller than one window: pad, predict, crop
         padded = np.pad(image, ((0, 0), (0, ph), (0, pw)), mode="reflect" if min(h, w) > 1 else "edge")
-        return predict(model, padded, s)[:h, :w]
+        return predict(model, padded, s, on_device)[:h, :w]
     out = np.empty((h, w), np.float32)
-    for r, block in predict_rows(model, lambda a, b, c0, c1: image[:, a:b, c0:c1], h, w, s):
+    for r, block in predict_rows(model, lambda a, b, c0, c1: image[:, a:b, c0:c1], h, w, s, on_device=on_device):
         out[r : r + block.shape[0]] = block
     return out
 

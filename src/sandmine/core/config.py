@@ -116,6 +116,19 @@ class Pattern(Spec):
         return f"one of: {self.words}"
 
 
+class Either(Spec):
+    """A value that one of several specs accepts (a count or the word auto)."""
+
+    def __init__(self, *specs: Spec) -> None:
+        self.specs = specs
+
+    def accepts(self, value: Any) -> bool:
+        return any(s.accepts(value) for s in self.specs)
+
+    def __str__(self) -> str:
+        return " or ".join(str(s) for s in self.specs)
+
+
 def param(default: Any, valid: Spec) -> Any:
     """A dataclass field with its default (a list is copied per instance) and its valid values."""
     if isinstance(default, list):
@@ -129,6 +142,7 @@ SHARE = Range(ge=0, le=1)  # a probability or fraction, ends included
 WINDOW = Range(ge=32, multiple_of=32)  # encoders downsample by 32
 ROLES = ("train", "val", "test", "infer")
 DEVICE = Pattern(r"auto|cpu|cuda(?::(\d+))?", "auto | cpu | cuda | cuda:N")  # auto: CUDA when torch sees it
+BATCH = Either(Range(ge=1), Choice("auto"))  # auto: the largest batch that fits on a GPU, 1 on the CPU
 PRECISION = Choice("32", "bf16")  # bf16: autocast to bfloat16 (docs/gpu.md)
 
 
@@ -334,7 +348,8 @@ class PredictParams:
     window_px: int = param(512, WINDOW)  # side of a prediction window in pixels (a multiple of 32)
     stride_px: int = param(480, COUNT)  # step between prediction windows in pixels
     discard_px: int = param(16, Range(ge=0))  # pixels dropped at each window edge (kept at raster edges)
-    batch_size: int = param(1, COUNT)  # windows per prediction batch (raise it on a GPU)
+    # windows per forward pass; auto: the largest batch that fits on a GPU (1 on the CPU)
+    batch_size: int | str = param("auto", BATCH)
     # null: the checkpoint's operating threshold for `operating_point` (chosen on the val split)
     threshold: float | None = param(None, Range(gt=0, lt=1))
     # best_f1 (highest val pixel F1 in the AOI) | area (val predicted mined area = labelled area)
@@ -456,7 +471,10 @@ class Knob:
         try:
             value = self.kind(text) if self.kind in (int, float) else text
         except ValueError:
-            raise ValueError(f"must be {'an integer' if self.kind is int else 'a number'}, got {text!r}") from None
+            if self.valid is not None and self.valid.accepts(text):  # a word a number field also takes (auto)
+                return text
+            kind = self.valid if isinstance(self.valid, Either) else "an integer" if self.kind is int else "a number"
+            raise ValueError(f"must be {kind}, got {text!r}") from None
         problem = self.problem(value)
         if problem:
             raise ValueError(problem)
