@@ -26,8 +26,12 @@ import os
 import platform
 from importlib import metadata
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sandmine.core.errors import SandmineError
+
+if TYPE_CHECKING:
+    from sandmine.core.config import Params
 
 SWITCH = "SANDMINE_CPU_PIN"
 LEVELS = ("avx2", "off")
@@ -246,3 +250,40 @@ def differences(base: dict, this: dict) -> list[tuple[str, str, str]]:
         if str(a) != str(b):
             out.append((key, str(a), str(b)))
     return out
+
+
+def of_params(p: Params) -> dict[str, str | int]:
+    """The fingerprint of a stage run with params `p`: devices, precisions and threads of training and prediction."""
+    return fingerprint(
+        {
+            "train": (p.train.device, p.train.precision, p.train.threads),
+            "predict": (p.predict.device, p.predict.precision, p.predict.threads),
+        }
+    )
+
+
+def check(p: Params, path: Path) -> None:
+    """Stop unless this process runs under the fingerprint in `path` (metrics/env.json), which every stage's
+    results are recorded next to: numbers made under another one would sit next to a fingerprint that is not theirs.
+
+    Raises:
+        SandmineError: `path` is missing, or a field that decides bits differs.
+    """
+    import json
+
+    if not path.exists():
+        raise SandmineError("no fingerprint to run under", str(path), "run `dvc repro env` first (stage env writes it)")
+    recorded = json.loads(path.read_text())
+    diff = differences(recorded, of_params(p))
+    if not diff:
+        return
+    said = "; ".join(f"{k}: {a} there, {b} here" for k, a, b in diff)
+    devices = any(k.endswith("_device") for k, _, _ in diff)
+    raise SandmineError(
+        f"this process would compute other bits than the runs recorded in this file ({said})",
+        str(path),
+        "to reproduce the recorded numbers, run where these match (`source scripts/env.sh` for the locked packages; "
+        f"{SWITCH} unset; train.device and predict.device: cpu for CPU numbers); to make new numbers here instead, "
+        + ("SANDMINE_DEVICE_CHANGE=1 " if devices else "")
+        + "`dvc repro --force env`, then `dvc repro` (every stage re-runs and the file says what they ran under)",
+    )
