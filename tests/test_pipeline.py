@@ -65,7 +65,8 @@ def project(tmp_path: Path, tiny_inputs) -> Path:
     proj.mkdir()
     for name in ("stages", "src"):
         shutil.copytree(ROOT / name, proj / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
-    for name in ("dvc.yaml", ".dvcignore", ".gitignore", "package-lock.json"):  # the map inlines Leaflet of the lock
+    # the map inlines Leaflet of package-lock.json; stage env depends on requirements.lock (the packages)
+    for name in ("dvc.yaml", ".dvcignore", ".gitignore", "package-lock.json", "requirements.lock"):
         shutil.copy(ROOT / name, proj / name)
     (proj / "data").mkdir()
     shutil.copy(tiny_inputs[0], proj / "data" / "sites.geojson")
