@@ -33,6 +33,9 @@ def test_run_writes_a_flat_fingerprint_that_check_accepts(tmp_path):
     for key in ("torch", "numpy", "gdal", "rasterio", "aten_capability", "blas", "cpu_model", "train_precision"):
         assert fp[key], key
     determinism.check(_params(), out)  # this process: the same fingerprint
+    import scipy.linalg  # noqa: F401  a second OpenBLAS (scipy's) loaded later changes nothing
+
+    determinism.check(_params(), out)
 
 
 def test_check_refuses_another_fingerprint_and_says_how_to_fix(tmp_path):

@@ -26,7 +26,7 @@ ssl: {method: moco, epochs: 1, windows_per_epoch: 32, window_px: 32, batch_size:
 train: {window_px: 64, batch_size: 8, epochs: 2, windows_per_epoch: 32, val_windows: 16, patience: 2, threads: 2,
   device: auto, precision: "32"}
 predict: {window_px: 64, stride_px: 32, discard_px: 8, batch_size: 8, blend: gaussian, threshold: null, device: auto,
-  precision: "32"}
+  precision: "32", threads: 2}
 evaluate: {roles: [test]}
 infer: {min_area_ha: 0.2}
 survey: {rivers: data/surveys/river.geojson, river_field: river, region: "", chunk_km: 2.0, halo_px: 16,

@@ -4,9 +4,10 @@ Kernels choose code paths by the instruction set of the machine: oneDNN's convol
 vectorised ops, MKL's GEMM (torch), numpy's SIMD loops (exp, log, power: AVX-512 and AVX2 give
 different last bits) and OpenBLAS. So an AVX-512 machine and an AVX2 one, or an Intel and an AMD,
 train different models from the same commit. `pin` caps every one of them at one level (AVX2 by
-default: every x86-64 CPU of the last decade has it) through the environment variables that each
-library reads when it loads or first runs, and fixes the thread counts that the machine would
-otherwise choose. `import sandmine` calls it (src/sandmine/__init__.py), so every process that
+default: every x86-64 CPU of the last decade has it; MKL at its COMPATIBLE branch, the only one
+it promises to keep on non-Intel CPUs, and measured no slower here) through the environment
+variables that each library reads when it loads or first runs, and fixes the thread counts that
+the machine would otherwise choose. `import sandmine` calls it (src/sandmine/__init__.py), so every process that
 computes gets it before numpy or torch load: stage scripts, the `sandmine` command, tests, and
 worker processes (DataLoader workers are forked with it; Dask workers inherit the environment and
 import sandmine before their first task).
@@ -41,7 +42,7 @@ THREADS = "2"  # OMP / MKL / OpenBLAS threads when unset: params.yaml's train.th
 # each library's own cap, lowest first; a value already set at or below the pin's is kept
 _ATEN = ("default", "avx2")
 _ONEDNN = ("SSE41", "AVX", "AVX2")
-_MKL = ("COMPATIBLE", "SSE2", "SSE3", "SSSE3", "SSE4_1", "SSE4_2", "AVX", "AVX2")
+_MKL = ("COMPATIBLE",)  # MKL's one branch that gives the same bits on Intel and other CPUs (its AVX2 one: Intel only)
 _THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 
 # what the pin set, for the fingerprint (this process; a child inherits the variables themselves), and what
@@ -129,7 +130,7 @@ def pin() -> str:
         return lvl
     _lower("ATEN_CPU_CAPABILITY", _ATEN, "avx2")
     _lower("ONEDNN_MAX_CPU_ISA", _ONEDNN, "AVX2")
-    _lower("MKL_CBWR", _MKL, "AVX2")
+    _lower("MKL_CBWR", _MKL, "COMPATIBLE")
     disabled = set(os.environ.get("NPY_DISABLE_CPU_FEATURES", "").replace(",", " ").split())
     wanted = _numpy_disabled().split()
     if not set(wanted) <= disabled:
@@ -165,12 +166,13 @@ def _numpy_simd() -> str:
 
 
 def _blas() -> tuple[str, str]:
-    """numpy's BLAS: (library and core type, threads), from threadpoolctl."""
+    """The BLAS libraries loaded (numpy's, and scipy's once scipy is imported): (library:core type, threads),
+    each distinct value once, so that the answer does not depend on which of them a process has loaded yet."""
     from threadpoolctl import threadpool_info
 
     found = [i for i in threadpool_info() if i.get("user_api") == "blas"]
-    core = " ".join(f"{i.get('internal_api')}:{i.get('architecture') or '-'}" for i in found) or "none"
-    threads = " ".join(str(i.get("num_threads")) for i in found) or "-"
+    core = " ".join(sorted({f"{i.get('internal_api')}:{i.get('architecture') or '-'}" for i in found})) or "none"
+    threads = " ".join(sorted({str(i.get("num_threads")) for i in found})) or "-"
     return core, threads
 
 
