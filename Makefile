@@ -12,8 +12,9 @@ help:
 	@echo "make bench-env the benches' own environment (adds requirements-bench.lock: torchgeo, Lightning)"
 	@echo "make lock      re-pin requirements.lock and requirements-bench.lock from pyproject.toml"
 
+# env first, forced: this machine's fingerprint (metrics/env.json); unchanged bits leave every other stage as it was
 repro:
-	$(ENV) dvc repro && python scripts/summary.py
+	$(ENV) dvc repro --force env && dvc repro && python scripts/summary.py
 
 test:
 	$(ENV) ruff check src stages tests bench && ruff format --check src stages tests bench && lint-imports && mypy \

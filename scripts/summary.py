@@ -2,7 +2,10 @@
 
 Reads metrics/evaluate.json (held-out test clusters) and, when the commit has experiments, the
 classical baselines' rows (`model.decoder: none`, e.g. `rf`, `sp-gbm` of `make sweep`) from
-`dvc exp show --json`. Usage: python scripts/summary.py [--metrics metrics/evaluate.json] [--exp-json F]
+`dvc exp show --json`. First of all it says where this run's fingerprint (metrics/env.json beside
+evaluate.json) differs from the committed one (git HEAD) or from a baseline row's: those numbers
+then differ by the machine and packages too, not by the code alone.
+Usage: python scripts/summary.py [--metrics metrics/evaluate.json] [--exp-json F]
 """
 
 from __future__ import annotations
@@ -15,7 +18,10 @@ import sys
 import textwrap
 from pathlib import Path
 
+from sandmine.core.determinism import differences
+
 EVALUATE = "metrics/evaluate.json"
+ENV = "metrics/env.json"
 SURVEY = "metrics/survey.json"
 LABEL_W, COL_W, MAX_BASELINES = 34, 15, 3
 
@@ -53,9 +59,34 @@ def random_rows(m: dict) -> list[tuple[str, str]]:
     return out
 
 
-def baselines(exp_show: list[dict]) -> tuple[dict[str, dict], int]:
+def committed_env(env_path: Path) -> dict | None:
+    """`env_path` as committed at git HEAD, or None (not in git, or not committed)."""
+    try:
+        res = subprocess.run(
+            ["git", "-C", str(env_path.parent), "show", f"HEAD:./{env_path.name}"], capture_output=True, text=True
+        )
+    except OSError:
+        return None
+    return json.loads(res.stdout) if res.returncode == 0 else None
+
+
+def fingerprint_note(this: dict | None, other: dict | None, whose: str) -> str | None:
+    """A warning when `other`'s fingerprint differs from this run's in what decides the bits."""
+    if this is None or other is None:
+        return None
+    diff = differences(other, this)
+    if not diff:
+        return None
+    said = "; ".join(f"{k} {a} -> {b}" for k, a, b in diff)
+    return (
+        f"NOT LIKE WITH LIKE: this run's fingerprint ({ENV}) differs from {whose} ({said}): differences between "
+        "those numbers and these come from the machine and packages too, not from the code alone."
+    )
+
+
+def baselines(exp_show: list[dict], envs: dict[str, dict] | None = None) -> tuple[dict[str, dict], int]:
     """Classical-baseline experiments (`model.decoder: none`) of the commit -> evaluate metrics,
-    and how many experiments the commit has in all."""
+    and how many experiments the commit has in all; their fingerprints go to `envs` by name."""
     found, total = {}, 0
     for entry in exp_show:
         for group in entry.get("experiments") or []:
@@ -65,7 +96,11 @@ def baselines(exp_show: list[dict]) -> tuple[dict[str, dict], int]:
                 params = (data.get("params") or {}).get("params.yaml", {}).get("data", {})
                 metrics = (data.get("metrics") or {}).get(EVALUATE, {}).get("data")
                 if params.get("model", {}).get("decoder") == "none" and metrics:
-                    found[rev.get("name") or group.get("name") or rev["rev"][:7]] = metrics
+                    name = rev.get("name") or group.get("name") or rev["rev"][:7]
+                    found[name] = metrics
+                    env = (data.get("metrics") or {}).get(ENV, {}).get("data")
+                    if env is not None and envs is not None:
+                        envs[name] = env
     return found, total
 
 
@@ -104,18 +139,26 @@ def survey_lines(path: Path) -> list[str]:
     return [textwrap.fill(head + ": " + "; ".join(parts) + "; data/survey/survey.gpkg", 100, subsequent_indent="  ")]
 
 
-def summary(metrics_path: Path, exps: list[dict] | str, survey_path: Path | None = None) -> str:
+def summary(
+    metrics_path: Path, exps: list[dict] | str, survey_path: Path | None = None, committed: dict | None = None
+) -> str:
+    """The table; `committed` is the fingerprint committed at git HEAD (metrics/env.json), if any."""
     if not metrics_path.exists():
         return f"{metrics_path} not found: run `make repro` (or `dvc repro`) first"
     m = json.loads(metrics_path.read_text())
+    env_path = metrics_path.with_name(Path(ENV).name)
+    this_env = json.loads(env_path.read_text()) if env_path.exists() else None
+    first = [fingerprint_note(this_env, committed, "the committed one (git HEAD)")]
     columns = {"this run": rows(m), "random": random_rows(m)}
     notes = []
     if isinstance(exps, str):
         notes.append(f"baseline rows: {exps}")
     else:
-        found, total = baselines(exps)
+        envs: dict[str, dict] = {}
+        found, total = baselines(exps, envs)
         for name, metrics in sorted(found.items())[:MAX_BASELINES]:
             columns[name] = rows(metrics)
+            first.append(fingerprint_note(this_env, envs.get(name), f"baseline row {name}'s"))
         if not found:
             notes.append(
                 'baseline rows: none on this commit yet; `SWEEP_ONLY="rf sp-gbm" make sweep` runs the random-forest'
@@ -131,7 +174,9 @@ def summary(metrics_path: Path, exps: list[dict] | str, survey_path: Path | None
     )
     wrapped = [textwrap.fill(t, 100, subsequent_indent="  ") for t in [*notes, rest]]
     survey = survey_lines(survey_path or metrics_path.with_name(Path(SURVEY).name))
-    return "\n".join([textwrap.fill(head, 100), "", table(columns), "", *survey, *wrapped])
+    warnings = [textwrap.fill(t, 100, subsequent_indent="  ") for t in first if t]
+    top = [*warnings, ""] if warnings else []
+    return "\n".join([*top, textwrap.fill(head, 100), "", table(columns), "", *survey, *wrapped])
 
 
 def main() -> None:
@@ -140,7 +185,7 @@ def main() -> None:
     ap.add_argument("--exp-json", type=Path, help="a saved `dvc exp show --json` instead of running it")
     a = ap.parse_args()
     exps = json.loads(a.exp_json.read_text()) if a.exp_json else exp_show()
-    print(summary(a.metrics, exps))
+    print(summary(a.metrics, exps, committed=committed_env(a.metrics.with_name(Path(ENV).name))))
     sys.exit(0 if a.metrics.exists() else 1)
 
 

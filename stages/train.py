@@ -2,8 +2,6 @@
 
 from pathlib import Path
 
-from dvclive import Live
-
 from sandmine.cli import run
 from sandmine.steps import train
 
@@ -16,6 +14,8 @@ def args(p):
 
 
 def body(prm, a):
+    from dvclive import Live  # here, not on top: it loads numpy, which must come after sandmine's CPU pin
+
     # DVCLive must not rewrite dvc.yaml (metrics and plots are declared there by hand) nor make experiments
     # of its own (dvc exp run makes them); it wipes its folder unless resume=True (docs/experiments.md)
     with Live(str(a.live), dvcyaml=None, save_dvc_exp=False, report=None) as live:

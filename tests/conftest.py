@@ -1,7 +1,7 @@
 """Fixtures: tiny georeferenced rasters and a tiny world, made fresh for each test."""
 
-from __future__ import annotations
-
+# first: importing sandmine pins the CPU kernels (core/determinism.py), which must happen before numpy and torch load
+import sandmine  # noqa: F401, I001
 import json
 import shutil
 import tempfile

@@ -101,3 +101,12 @@ def _yaml_keys(d: dict, prefix: str = "") -> set[str]:
 def test_params_yaml_spells_out_every_key():
     given = _yaml_keys(yaml.safe_load((ROOT / "params.yaml").read_text()))
     assert given == _keys(Params), f"missing: {_keys(Params) - given}; unknown: {given - _keys(Params)}"
+
+
+def test_every_stage_runs_under_the_fingerprint_of_stage_env():
+    stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+    env = stages.pop("env")
+    assert env["metrics"] == [{"metrics/env.json": {"cache": False, "persist": True}}]
+    for name, stage in stages.items():
+        assert "metrics/env.json" in stage["deps"], f"stage {name} does not depend on the fingerprint"
+        assert "--env metrics/env.json" in stage["cmd"], f"stage {name} does not check the fingerprint"

@@ -18,6 +18,7 @@ source: {kind: synthetic}
 bands: [B2, B3, B4, B8, B11, B12, VV, VH, CLOUD]
 world: {seed: 1, mine_density: 1.0, cloud_probability: 0.3, haze_probability: 0.5, annotator_miss_ha: 0.4}
 gee: {product: L2A}
+stac: {window_days: 30}
 labels: {source: synthetic}
 aoi: {rivers: vector, buffer_m: 1000.0, simplify_m: 250.0}
 split: {n_clusters: 3, val_clusters: 1, test_clusters: 1, fold: 0, seed: 0}
@@ -26,7 +27,7 @@ ssl: {method: moco, epochs: 1, windows_per_epoch: 32, window_px: 32, batch_size:
 train: {window_px: 64, batch_size: 8, epochs: 2, windows_per_epoch: 32, val_windows: 16, patience: 2, threads: 2,
   device: auto, precision: "32"}
 predict: {window_px: 64, stride_px: 32, discard_px: 8, batch_size: 8, blend: gaussian, threshold: null, device: auto,
-  precision: "32"}
+  precision: "32", threads: 2}
 evaluate: {roles: [test]}
 infer: {min_area_ha: 0.2}
 survey: {rivers: data/surveys/river.geojson, river_field: river, region: "", chunk_km: 2.0, halo_px: 16,
@@ -65,7 +66,8 @@ def project(tmp_path: Path, tiny_inputs) -> Path:
     proj.mkdir()
     for name in ("stages", "src"):
         shutil.copytree(ROOT / name, proj / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
-    for name in ("dvc.yaml", ".dvcignore", ".gitignore", "package-lock.json"):  # the map inlines Leaflet of the lock
+    # the map inlines Leaflet of package-lock.json; stage env depends on requirements.lock (the packages)
+    for name in ("dvc.yaml", ".dvcignore", ".gitignore", "package-lock.json", "requirements.lock"):
         shutil.copy(ROOT / name, proj / name)
     (proj / "data").mkdir()
     shutil.copy(tiny_inputs[0], proj / "data" / "sites.geojson")

@@ -97,3 +97,48 @@ def test_baselines_come_from_dvc_exp_show(tmp_path):
     assert res.returncode == 0, res.stderr
     ap = next(line for line in res.stdout.splitlines() if line.startswith("test AP"))
     assert ap.split()[-3:] == ["0.801", "0.059", "0.612"], res.stdout
+
+
+ENV = {"cpu_pin": "avx2", "aten_capability": "AVX2", "torch": "2.14.1", "train_device": "cpu", "cpu_model": "Xeon"}
+
+
+def _committed(tmp_path, this_env):
+    """A git repository whose committed metrics/env.json is ENV and whose workspace has `this_env`."""
+    repo = tmp_path / "repo"
+    (repo / "metrics").mkdir(parents=True)
+    (repo / "metrics" / "evaluate.json").write_text(json.dumps(METRICS))
+    (repo / "metrics" / "env.json").write_text(json.dumps(ENV))
+    for cmd in (["git", "init", "-q"], ["git", "add", "-A"], ["git", "commit", "-qm", "base"]):
+        assert _run(*cmd, cwd=repo).returncode == 0
+    (repo / "metrics" / "env.json").write_text(json.dumps(this_env))
+    (tmp_path / "exp.json").write_text("[]")
+    res = _run(sys.executable, str(SCRIPT), "--metrics", "metrics/evaluate.json", "--exp-json",
+               str(tmp_path / "exp.json"), cwd=repo)  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    return res.stdout
+
+
+def test_another_fingerprint_than_the_committed_one_is_said_first(tmp_path):
+    out = _committed(tmp_path, {**ENV, "torch": "2.15.0", "aten_capability": "AVX512", "cpu_pin": "off"})
+    first = " ".join(out.split("Held-out test clusters")[0].split())  # lines wrap at 100 characters
+    assert first.startswith("NOT LIKE WITH LIKE") and "the committed one (git HEAD)" in first
+    flat = first
+    assert "torch 2.14.1 -> 2.15.0" in flat and "aten_capability AVX2 -> AVX512" in flat and "not from the code" in flat
+
+
+def test_the_same_fingerprint_on_another_cpu_says_nothing(tmp_path):
+    out = _committed(tmp_path, {**ENV, "cpu_model": "AMD EPYC"})  # pinned: the CPU model decides no bit
+    assert "NOT LIKE WITH LIKE" not in out and out.startswith("Held-out test clusters")
+
+
+def test_a_baseline_row_under_another_fingerprint_is_marked(tmp_path):
+    (tmp_path / "evaluate.json").write_text(json.dumps(METRICS))
+    (tmp_path / "env.json").write_text(json.dumps(ENV))
+    rf = _exp("rf", "none", RF)
+    rf["revs"][0]["data"]["metrics"]["metrics/env.json"] = {"data": {**ENV, "torch": "2.13.0"}}
+    (tmp_path / "exp.json").write_text(json.dumps([{"rev": "a" * 40, "experiments": [rf]}]))
+    res = _run(sys.executable, str(SCRIPT), "--metrics", str(tmp_path / "evaluate.json"), "--exp-json",
+               str(tmp_path / "exp.json"))  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    first = " ".join(res.stdout.split("Held-out test clusters")[0].split())
+    assert "baseline row rf's" in first and "torch 2.13.0 -> 2.14.1" in first

@@ -6,7 +6,9 @@ import argparse
 import logging
 import sys
 from collections.abc import Callable
+from pathlib import Path
 
+from sandmine.core import determinism
 from sandmine.core.config import Params, load_params
 from sandmine.core.errors import SandmineError
 
@@ -16,17 +18,23 @@ def run(
     add_args: Callable[[argparse.ArgumentParser], None],
     body: Callable[[Params, argparse.Namespace], None],
 ) -> None:
-    """Parse arguments (every stage takes --params), load params, run `body`.
+    """Parse arguments (every stage takes --params and --env), load params, run `body`.
 
-    A SandmineError ends the stage with exit code 1 and its message, no traceback.
+    With `--env metrics/env.json` the stage first checks that it runs under the fingerprint recorded
+    there (core/determinism.py: `check`). A SandmineError ends the stage with exit code 1 and its
+    message, no traceback.
     """
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--params", default="params.yaml")
+    parser.add_argument("--env", type=Path, help="metrics/env.json: run only under the fingerprint recorded there")
     add_args(parser)
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
-        body(load_params(args.params), args)
+        params = load_params(args.params)
+        if args.env is not None:
+            determinism.check(params, args.env)
+        body(params, args)
     except SandmineError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(1)
