@@ -538,7 +538,11 @@ def _predict_option_case(*option: str) -> Callable[[Path], str]:
 
 
 PARAMS_OUT_OF_RANGE = [  # (row, params.yaml snippet, fragments): one range check per field, declared beside it
-    ("predict.batch_size: 0", "predict:\n  batch_size: 0\n", ["'predict.batch_size' must be ≥ 1, got 0"]),
+    (
+        "predict.batch_size: 0",
+        "predict:\n  batch_size: 0\n",
+        ["'predict.batch_size' must be ≥ 1 or one of: auto, got 0"],
+    ),
     ("negative predict.discard_px", "predict:\n  discard_px: -8\n", ["'predict.discard_px' must be ≥ 0, got -8"]),
     ("predict.threshold: 1.5", "predict:\n  threshold: 1.5\n", ["'predict.threshold' must be in (0, 1), got 1.5"]),
     ("negative train.lr", "train:\n  lr: -0.001\n", ["'train.lr' must be > 0, got -0.001"]),
@@ -562,7 +566,7 @@ CASES += [
     (
         "sandmine predict --batch-size 0",
         _predict_option_case("--batch-size", "0"),
-        ["--batch-size", "predict.batch_size must be ≥ 1, got 0", "default 1"],
+        ["--batch-size", "predict.batch_size must be ≥ 1 or one of: auto, got 0", "default 'auto'"],
     ),
 ]
 

@@ -31,8 +31,10 @@ from sandmine.sources.synthetic.scene import Terrain
 DATE = dt.date(2026, 4, 10)
 WORLD = WorldParams(mine_density=3.0, cloud_probability=0.5)
 RIVER = long_river("Test", "Testbasin", 82.55, 24.45, 30, seed=3)
-# computed on main before Terrain took overrides: the default world must not change
-DEFAULT_HASH = "3c3961d948a6b06fe716bd82c66b43a93b2943ca938937bf5ec29ce38e622d56"
+# the default world must not change. Computed under the CPU pin (core/determinism.py: numpy without AVX-512),
+# which every test runs under; unpinned on an AVX-512 machine it is 3c3961d9…, the value of main before Terrain
+# took overrides (float64 exp/log/power take other bits with AVX-512, so the world moved with the pin, not the code)
+DEFAULT_HASH = "16e5454e4678c7ba37bd71e6a9a72996308545d1d82d882582f80fbfc39692a7"
 
 
 def _on_river(river: LongRiver, x0: int, half_h: int) -> int:
