@@ -26,11 +26,12 @@ lint:
 sweep:
 	$(ENV) bash scripts/sweep.sh
 
+# (grep without -q: under env.sh's pipefail, grep -q closing the pipe early kills dvc with SIGPIPE and ends the wait)
 kfold:
 	$(ENV) python scripts/kfold.py queue default \
 	  && python scripts/kfold.py queue rf -S model.encoder=random_forest -S model.decoder=none \
 	     -S 'model.indices=[NDWI,NDVI,MNDWI]' \
-	  && dvc queue start -j 1 && while dvc queue status | grep -qE "Queued|Running"; do sleep 20; done \
+	  && dvc queue start -j 1 && while dvc queue status | grep -E "Queued|Running" >/dev/null; do sleep 20; done \
 	  && python scripts/kfold.py show
 
 bench-env:
