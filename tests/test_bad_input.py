@@ -137,7 +137,7 @@ def empty_label_file(tmp: Path) -> str:
 
 
 def site_across_utm_zones(tmp: Path) -> str:
-    from sandmine.sources.gee import check_one_zone
+    from sandmine.sources.base import check_one_zone
 
     with pytest.raises(SandmineError) as err:
         check_one_zone("gandak_across", (83.98, 27.0, 84.02, 27.03))
@@ -937,7 +937,7 @@ def areas_on_a_grid_in_degrees(tmp: Path) -> str:
 def site_east_edge_on_zone_boundary(tmp: Path) -> str:
     """East edge exactly 78.0: was refused with "split the site at 78° E"; it lies in zone 43."""
     from sandmine.core.raster import grid_for_bounds
-    from sandmine.sources.gee import check_one_zone
+    from sandmine.sources.base import check_one_zone
 
     for bounds, epsg in [((77.9, 25.0, 78.0, 25.1), 32643), ((78.0, 25.0, 78.1, 25.1), 32644),
                          ((174.5, -41.4, 180.0, -41.0), 32760), ((-180.0, -17.0, -179.8, -16.8), 32701),
@@ -951,7 +951,7 @@ def site_east_edge_on_zone_boundary(tmp: Path) -> str:
 
 def site_across_the_antimeridian(tmp: Path) -> str:
     """A polygon across 180° (Fiji, Chukotka) reads as one around the world: named as such."""
-    from sandmine.sources.gee import check_one_zone
+    from sandmine.sources.base import check_one_zone
 
     with pytest.raises(SandmineError) as err:
         check_one_zone("fiji", (-179.9, -16.9, 179.9, -16.7))
@@ -1102,10 +1102,10 @@ def rivers_gpkg_with_two_layers(tmp: Path) -> str:
 
 def export_rivers_gpkg_with_two_layers(tmp: Path) -> str:
     """The export stage's rivers (source.rivers_file, for aoi.rivers: vector) go through the same reader."""
-    from sandmine.steps.export import _rivers_file
+    from sandmine.core.vectors import rivers_geojson
 
     with pytest.raises(SandmineError) as err:
-        _rivers_file(_two_layer_gpkg(tmp / "rivers.gpkg"), "")
+        rivers_geojson(_two_layer_gpkg(tmp / "rivers.gpkg"), "")
     return str(err.value)
 
 

@@ -16,17 +16,15 @@ predicts only the new chunks, and the outputs (rebuilt from the caches every run
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
 import hashlib
-import json
 import logging
 import time
 import warnings
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-from shapely.geometry import box
 from tqdm import tqdm
 
 from sandmine import monitoring, scale, webmap
@@ -37,10 +35,11 @@ from sandmine.core.files import check_outputs, claim_dir, fresh_dir, output_lock
 from sandmine.core.metrics import level
 from sandmine.core.raster import Grid, ImageReader, has_valid_pixel, to_crs, write_cog
 from sandmine.core.windows import starts
+from sandmine.sources.base import cache_key
+from sandmine.sources.registry import create
 from sandmine.steps.predicting import stitch, threshold
 
 log = logging.getLogger(__name__)
-SYNTHETIC_RECIPE = "sandmine-synthetic-river-v1"
 
 
 @dataclasses.dataclass
@@ -210,27 +209,20 @@ def _run(p: Params, model_path: Path, out_dir: Path, report_path: Path, metrics_
 # ------------------------------------------------------------------------------------------------ export
 
 
-def _key(data: object) -> str:
-    return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
 def _export(
     p: Params, rivers: list[sv.River], chunks: list[sv.Chunk], periods: list[sv.Period], cache: Path, counts: Counts
 ) -> dict[tuple[str, str], tuple[Path, Path | None]]:
-    """The image (and, from the synthetic world, the exact truth) of every (chunk, period), exporting
-    only those not in the cache. Stops when a period has no imagery over any chunk."""
-    if p.source.kind == "synthetic":
-        out = _export_synthetic(p, rivers, chunks, periods, cache, counts)
-    elif p.source.kind == "gee":
-        out = _export_gee(p, chunks, periods, counts)
-    elif p.source.kind == "stac":
-        from sandmine.sources import stac
+    """The image (and, from the synthetic world, the exact truth) of every (chunk, period) through the source
+    (`sources.base.Source.export_chunks`), exporting only those not cached. Stops when a period has no imagery
+    over any chunk."""
 
-        done = stac.export_survey(chunks, periods, p.survey.halo_px, p.bands, stac.settings(p.stac), p.stac.cache_dir)
-        out = {key: (path, None) for key, path in done.items()}
-        counts.exported += len(out)  # the source's cache says what it did not export again
-    else:
-        out = _export_local(p, chunks, periods, cache, counts)
+    def run(fn: Callable[..., object], args: list[tuple], desc: str) -> None:
+        scale.run_many(fn, args, p.predict.workers, p.predict.scheduler, desc)
+
+    done = create(p).export_chunks(rivers, chunks, periods, p.survey.halo_px, cache, run)
+    out = {key: (c.image, c.truth) for key, c in done.items()}
+    counts.exported += sum(not c.cached for c in done.values())
+    counts.export_cached += sum(c.cached for c in done.values())
     for period in periods:
         if not any(has_valid_pixel(out[(c.chunk_id, period.label)][0]) for c in chunks):
             raise SandmineError(
@@ -242,128 +234,6 @@ def _export(
     log.info(
         "export: %d (chunk, period) exported now, %d from the cache %s", counts.exported, counts.export_cached, cache
     )
-    return out
-
-
-def _export_synthetic(
-    p: Params, rivers: list[sv.River], chunks: list[sv.Chunk], periods: list[sv.Period], cache: Path, counts: Counts
-) -> dict[tuple[str, str], tuple[Path, Path | None]]:
-    from sandmine.sources.synthetic import river as world_river
-
-    worlds: dict[str, world_river.LongRiver] = {}
-    for r in rivers:
-        if r.properties.get("synthetic") != SYNTHETIC_RECIPE:
-            raise SandmineError(
-                f"river '{r.name}' is not one of the synthetic world's rivers (no 'synthetic: {SYNTHETIC_RECIPE}')",
-                p.survey.rivers,
-                "the embedded world renders only its own rivers: write them with "
-                "`python -m sandmine.sources.synthetic.catalogue data/surveys --size river`, "
-                "or survey real imagery with source.kind gee or local",
-            )
-        worlds[r.name] = world_river.LongRiver.from_properties(r.properties)
-    todo: list[tuple] = []
-    out: dict[tuple[str, str], tuple[Path, Path | None]] = {}
-    for c in chunks:
-        name = max(c.rivers, key=lambda n: (c.river_aois[n].area, n))  # the chunk's main river draws it
-        recipe = {"world": dataclasses.asdict(p.world), "bands": p.bands, "river": worlds[name].properties()}
-        key = _key({**recipe, "halo_px": p.survey.halo_px})
-        for q in periods:
-            img = cache / "images" / key / q.label / f"{c.chunk_id}.tif"
-            truth = cache / "truth" / key / q.label / f"{c.chunk_id}.tif"
-            out[(c.chunk_id, q.label)] = (img, truth)
-            if img.exists() and truth.exists():
-                counts.export_cached += 1
-            else:
-                tags = {"chunk_id": c.chunk_id, "period": q.label, "halo_px": str(p.survey.halo_px)}
-                todo.append((worlds[name], c.grid_with(p.survey.halo_px), q.middle, img, truth, tags))
-    counts.exported += len(todo)
-    scale.run_many(
-        _render_one,
-        [(*t, p.bands, p.world) for t in todo],
-        p.predict.workers,
-        p.predict.scheduler,
-        "export (synthetic)",
-    )
-    return out
-
-
-def _render_one(
-    river: object, grid: Grid, date: dt.date, img: Path, truth: Path, tags: dict, bands: list[str], world: object
-) -> None:
-    from sandmine.sources.synthetic import river as world_river
-
-    world_river.export_window(river, grid, date, bands, world, img, truth, tags)  # type: ignore[arg-type]
-
-
-def _export_gee(
-    p: Params, chunks: list[sv.Chunk], periods: list[sv.Period], counts: Counts
-) -> dict[tuple[str, str], tuple[Path, Path | None]]:
-    """Earth Engine batch tasks (or computePixels) per (chunk, period), a median composite over the
-    period, through the source's own cache and retries (`gee.cache_dir`, `gee.max_retries`)."""
-    from sandmine.sources import gee
-
-    g = p.gee
-    out: dict[tuple[str, str], tuple[Path, Path | None]] = {}
-    gee.initialize(g.project)
-    cache = Path(g.cache_dir).expanduser()
-    for q in periods:
-        s = gee.ExportSettings(g.product, q.days, g.cs_threshold, g.bucket, g.prefix, g.max_retries, g.poll_s)
-        missing = [b for b in p.bands if b not in s.bands()]
-        if missing:
-            raise SandmineError(f"Earth Engine {g.product} exports have no band(s) {missing}", "params.yaml: bands")
-        h = p.survey.halo_px
-        day = q.middle.isoformat()
-        jobs = [(f"{c.chunk_id}_h{h}_{q.label}", c.bounds_4326(h), day, c.grid_with(h)) for c in chunks]
-        done = gee.export(jobs, s, g.mode, cache)
-        for c in chunks:
-            out[(c.chunk_id, q.label)] = (done[f"{c.chunk_id}_h{h}_{q.label}"], None)
-    counts.exported += len(out)  # the source's cache says what it did not export again
-    return out
-
-
-def _export_local(
-    p: Params, chunks: list[sv.Chunk], periods: list[sv.Period], cache: Path, counts: Counts
-) -> dict[tuple[str, str], tuple[Path, Path | None]]:
-    """Scenes of `source.images_dir/<START_END>/*.tif` (named bands, any CRS) mosaicked onto each
-    chunk's grid: the first scene (by name) with a valid pixel wins."""
-    from sandmine.core.raster import read_grid
-    from sandmine.sources import local
-
-    if not p.source.images_dir:
-        raise SandmineError("'source.images_dir' is empty", "params.yaml", "name the folder of your period folders")
-    root = Path(p.source.images_dir).expanduser()
-    out: dict[tuple[str, str], tuple[Path, Path | None]] = {}
-    for q in periods:
-        folder = root / q.label
-        scenes = sorted(folder.glob("*.tif")) if folder.is_dir() else []
-        if not scenes:
-            raise SandmineError(
-                f"period {q.start}/{q.end} has no imagery: no scene in {folder}",
-                "params.yaml: survey.periods",
-                f"put the period's GeoTIFFs (bands named B2, B3, …) in {folder}",
-            )
-        footprints = []
-        for s in scenes:
-            g = read_grid(s)
-            footprints.append((s, to_crs(box(*g.bounds), g.crs, "EPSG:4326")))
-        files = [(str(s), s.stat().st_mtime_ns, s.stat().st_size) for s in scenes]
-        key = _key({"bands": p.bands, "scenes": files, "halo_px": p.survey.halo_px})
-        for c in tqdm(chunks, desc=f"export (local {q.label})", unit="chunk"):
-            img = cache / "images" / key / q.label / f"{c.chunk_id}.tif"
-            out[(c.chunk_id, q.label)] = (img, None)
-            if img.exists():
-                counts.export_cached += 1
-                continue
-            box4326 = box(*c.bounds_4326(p.survey.halo_px))
-            grid = c.grid_with(p.survey.halo_px)
-            data = np.full((len(p.bands), grid.height, grid.width), np.nan, np.float32)
-            for s, fp in footprints:
-                if fp.intersects(box4326):
-                    part = local.read_geotiff(s, p.bands, grid)
-                    hole = np.isnan(data)
-                    data[hole] = part[hole]
-            local.write_image(img, data, p.bands, grid, {"source": "local-geotiff", "date": q.middle.isoformat()})
-            counts.exported += 1
     return out
 
 
@@ -382,7 +252,8 @@ def _predict(
     recipe = {"model": digest, "stitch": dataclasses.asdict(stitch(p))}
     out, jobs = {}, []
     for pair, (img, _) in sorted(images.items()):
-        key = _key({**recipe, "image": str(img.resolve()), "size": img.stat().st_size, "mtime": img.stat().st_mtime_ns})
+        st = img.stat()
+        key = cache_key({**recipe, "image": str(img.resolve()), "size": st.st_size, "mtime": st.st_mtime_ns})
         dst = cache / "predictions" / key[:2] / f"{key}.tif"
         out[pair] = dst
         if dst.exists():
