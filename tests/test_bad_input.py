@@ -1091,7 +1091,7 @@ def _two_layer_gpkg(path: Path) -> Path:
 
 def rivers_gpkg_with_two_layers(tmp: Path) -> str:
     """Was: the first layer surveyed, the others dropped (a pyogrio warning only)."""
-    from sandmine.survey import read_rivers
+    from sandmine.survey.rivers import read_rivers
 
     path = _two_layer_gpkg(tmp / "rivers.gpkg")
     assert [r.name for r in read_rivers(path, "river", layer="ken_betwa")] == ["Betwa", "Ken"]
@@ -1111,7 +1111,7 @@ def export_rivers_gpkg_with_two_layers(tmp: Path) -> str:
 
 def river_reach_with_null_name(tmp: Path) -> str:
     """Was: a reach whose name is null dropped without a word. Now an `(unnamed)` river, named in the log."""
-    from sandmine.survey import read_rivers
+    from sandmine.survey.rivers import read_rivers
 
     (tmp / "rivers.geojson").write_text(json.dumps({"type": "FeatureCollection", "features": [
         {"type": "Feature", "properties": {"river": name},
@@ -1130,7 +1130,7 @@ def rivers_file_without_fields(tmp: Path) -> str:
 
     path = tmp / "rivers.gpkg"
     gpd.GeoDataFrame(geometry=[LineString([(82.5, 24.4), (82.6, 24.42)])], crs="EPSG:4326").to_file(path)
-    from sandmine.survey import read_rivers
+    from sandmine.survey.rivers import read_rivers
 
     with pytest.raises(SandmineError) as err:
         read_rivers(path, "river")
@@ -1183,7 +1183,7 @@ def band_described_twice(tmp: Path) -> str:
 
 def river_across_the_antimeridian(tmp: Path) -> str:
     """A reach from 179.9° to -179.9° (Fiji) reads as one around the world: every zone would be surveyed."""
-    from sandmine.survey import read_rivers
+    from sandmine.survey.rivers import read_rivers
 
     reach = {"type": "LineString", "coordinates": [[179.9, -16.8], [-179.9, -16.7]]}
     (tmp / "rivers.geojson").write_text(json.dumps({"type": "FeatureCollection", "features": [
