@@ -20,7 +20,7 @@ from _scene import big_scene  # noqa: E402
 
 from sandmine import scale  # noqa: E402
 from sandmine.core.config import load_params  # noqa: E402
-from sandmine.steps.predicting import stitch  # noqa: E402
+from sandmine.scale import stitch  # noqa: E402
 
 
 def main() -> None:
@@ -44,7 +44,7 @@ def main() -> None:
         ):
             jobs = [scale.Job(im, Path(tmp) / f"out{workers}" / im.name) for im in images]
             t0 = time.perf_counter()
-            scale.predict_many(Path(a.model), jobs, stitch(p), workers, None, p.predict.tile_rows, threads)
+            scale.predict_many(Path(a.model), jobs, stitch(p.predict), workers, None, p.predict.tile_rows, threads)
             rows.append((label, time.perf_counter() - t0))
     print(f"{len(images)} observations of {a.size} x {a.size} px, {km2:.0f} km², window {p.predict.window_px} "
           f"stride {p.predict.stride_px}")  # fmt: skip

@@ -31,10 +31,10 @@ from scipy import ndimage
 from sandmine import classical, prediction
 from sandmine.core.config import Params, load_params
 from sandmine.models import baselines
+from sandmine.scale import stitch
 from sandmine.sources.synthetic.catalogue import LABELLED_DATES, catalogue, observations_csv, sites_geojson
 from sandmine.steps import annotate_pull, aoi, export, split
 from sandmine.steps.common import read_split
-from sandmine.steps.predicting import stitch
 from sandmine.steps.train import open_scenes
 
 
@@ -125,7 +125,7 @@ def _run(a: argparse.Namespace, p: Params, folder: Path) -> None:
         model, summary = classical.fit("superpixel_gbm", train, val, chans, bp, p.train)
         fit_s = time.perf_counter() - start
         start = time.perf_counter()
-        prediction.predict(model, scene, stitch(p))
+        prediction.predict(model, scene, stitch(p.predict))
         predict_s = time.perf_counter() - start
         print(
             f"| {name} | {slic_s:.2f} | {len(np.unique(seg[seg > 0]))} | {pieces(seg):.1%} | {fit_s:.1f} | "

@@ -137,7 +137,7 @@ def empty_label_file(tmp: Path) -> str:
 
 
 def site_across_utm_zones(tmp: Path) -> str:
-    from sandmine.sources.gee import check_one_zone
+    from sandmine.sources.base import check_one_zone
 
     with pytest.raises(SandmineError) as err:
         check_one_zone("gandak_across", (83.98, 27.0, 84.02, 27.03))
@@ -937,7 +937,7 @@ def areas_on_a_grid_in_degrees(tmp: Path) -> str:
 def site_east_edge_on_zone_boundary(tmp: Path) -> str:
     """East edge exactly 78.0: was refused with "split the site at 78° E"; it lies in zone 43."""
     from sandmine.core.raster import grid_for_bounds
-    from sandmine.sources.gee import check_one_zone
+    from sandmine.sources.base import check_one_zone
 
     for bounds, epsg in [((77.9, 25.0, 78.0, 25.1), 32643), ((78.0, 25.0, 78.1, 25.1), 32644),
                          ((174.5, -41.4, 180.0, -41.0), 32760), ((-180.0, -17.0, -179.8, -16.8), 32701),
@@ -951,7 +951,7 @@ def site_east_edge_on_zone_boundary(tmp: Path) -> str:
 
 def site_across_the_antimeridian(tmp: Path) -> str:
     """A polygon across 180° (Fiji, Chukotka) reads as one around the world: named as such."""
-    from sandmine.sources.gee import check_one_zone
+    from sandmine.sources.base import check_one_zone
 
     with pytest.raises(SandmineError) as err:
         check_one_zone("fiji", (-179.9, -16.9, 179.9, -16.7))
@@ -1091,7 +1091,7 @@ def _two_layer_gpkg(path: Path) -> Path:
 
 def rivers_gpkg_with_two_layers(tmp: Path) -> str:
     """Was: the first layer surveyed, the others dropped (a pyogrio warning only)."""
-    from sandmine.survey import read_rivers
+    from sandmine.survey.rivers import read_rivers
 
     path = _two_layer_gpkg(tmp / "rivers.gpkg")
     assert [r.name for r in read_rivers(path, "river", layer="ken_betwa")] == ["Betwa", "Ken"]
@@ -1102,16 +1102,16 @@ def rivers_gpkg_with_two_layers(tmp: Path) -> str:
 
 def export_rivers_gpkg_with_two_layers(tmp: Path) -> str:
     """The export stage's rivers (source.rivers_file, for aoi.rivers: vector) go through the same reader."""
-    from sandmine.steps.export import _rivers_file
+    from sandmine.core.vectors import rivers_geojson
 
     with pytest.raises(SandmineError) as err:
-        _rivers_file(_two_layer_gpkg(tmp / "rivers.gpkg"), "")
+        rivers_geojson(_two_layer_gpkg(tmp / "rivers.gpkg"), "")
     return str(err.value)
 
 
 def river_reach_with_null_name(tmp: Path) -> str:
     """Was: a reach whose name is null dropped without a word. Now an `(unnamed)` river, named in the log."""
-    from sandmine.survey import read_rivers
+    from sandmine.survey.rivers import read_rivers
 
     (tmp / "rivers.geojson").write_text(json.dumps({"type": "FeatureCollection", "features": [
         {"type": "Feature", "properties": {"river": name},
@@ -1130,7 +1130,7 @@ def rivers_file_without_fields(tmp: Path) -> str:
 
     path = tmp / "rivers.gpkg"
     gpd.GeoDataFrame(geometry=[LineString([(82.5, 24.4), (82.6, 24.42)])], crs="EPSG:4326").to_file(path)
-    from sandmine.survey import read_rivers
+    from sandmine.survey.rivers import read_rivers
 
     with pytest.raises(SandmineError) as err:
         read_rivers(path, "river")
@@ -1183,7 +1183,7 @@ def band_described_twice(tmp: Path) -> str:
 
 def river_across_the_antimeridian(tmp: Path) -> str:
     """A reach from 179.9° to -179.9° (Fiji) reads as one around the world: every zone would be surveyed."""
-    from sandmine.survey import read_rivers
+    from sandmine.survey.rivers import read_rivers
 
     reach = {"type": "LineString", "coordinates": [[179.9, -16.8], [-179.9, -16.7]]}
     (tmp / "rivers.geojson").write_text(json.dumps({"type": "FeatureCollection", "features": [

@@ -16,6 +16,7 @@ from rasterio.transform import from_origin
 from sandmine.core.errors import SandmineError
 from sandmine.core.raster import Grid, grid_for_bounds, read_image, utm_crs
 from sandmine.sources import gee
+from sandmine.sources.base import check_one_zone
 
 # (site, lon/lat box): the Son at Dehri; the Krishna at Vijayawada; one 0.01° east of 84° E,
 # the boundary of UTM zones 44 and 45
@@ -77,12 +78,12 @@ def test_boundary_site_uses_its_own_zone(ee):
     # 84.01-84.05° E is in zone 45 (84-90° E), not 44
     assert grid_for_bounds(SITES["gandak_boundary"]).crs == utm_crs(84.03, 27.0)
     assert grid_for_bounds(SITES["gandak_boundary"]).crs.to_epsg() == 32645
-    gee.check_one_zone("gandak_boundary", SITES["gandak_boundary"])
+    check_one_zone("gandak_boundary", SITES["gandak_boundary"])
 
 
 def test_site_across_zones_is_refused():
     with pytest.raises(SandmineError, match=r"spans two UTM zones \(44 and 45, boundary at 84° E\)"):
-        gee.check_one_zone("across", (83.98, 27.0, 84.02, 27.03))
+        check_one_zone("across", (83.98, 27.0, 84.02, 27.03))
 
 
 def test_l1c_exports_b10(ee):

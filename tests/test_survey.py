@@ -15,10 +15,13 @@ from rasterio.crs import CRS
 from rasterio.transform import from_origin
 from shapely.geometry import LineString, box
 
-from sandmine import survey as sv
 from sandmine.core.config import Params
 from sandmine.core.errors import SandmineError
 from sandmine.core.raster import Grid, to_crs, write_cog
+from sandmine.survey import chunks as survey_chunks
+from sandmine.survey import gpkg, mosaic, seams
+from sandmine.survey import periods as survey_periods
+from sandmine.survey import rivers as survey_rivers
 
 
 def _rivers_file(path: Path, lines: dict[str, LineString], crs: str = "EPSG:4326") -> Path:
@@ -31,7 +34,7 @@ def _rivers_file(path: Path, lines: dict[str, LineString], crs: str = "EPSG:4326
 
 
 def test_periods_in_order_with_labels():
-    ps = sv.parse_periods(["2026-04-01/2026-06-30", "2025-10-01/2025-12-31"], "here")
+    ps = survey_periods.parse_periods(["2026-04-01/2026-06-30", "2025-10-01/2025-12-31"], "here")
     assert [p.label for p in ps] == ["2025-10-01_2025-12-31", "2026-04-01_2026-06-30"]
     assert ps[0].days == 92 and ps[0].middle.isoformat() == "2025-11-16"
     for q in ps:  # an Earth Engine composite of q.days centred on q.middle covers exactly the period
@@ -53,7 +56,7 @@ def test_periods_in_order_with_labels():
 )
 def test_bad_periods_are_refused(texts, words):
     with pytest.raises(SandmineError, match=words) as err:
-        sv.parse_periods(texts, "params.yaml: survey.periods")
+        survey_periods.parse_periods(texts, "params.yaml: survey.periods")
     assert "survey.periods" in str(err.value)
 
 
@@ -63,18 +66,18 @@ def test_bad_periods_are_refused(texts, words):
 def test_rivers_in_a_projected_crs_are_read_by_name(tmp_path):
     line = LineString([(82.5, 24.4), (82.6, 24.42)])
     path = _rivers_file(tmp_path / "rivers.gpkg", {"Son": line}, "EPSG:32644")  # as QGIS saves a UTM layer
-    (river,) = sv.read_rivers(path, "name")
+    (river,) = survey_rivers.read_rivers(path, "name")
     assert river.name == "Son" and river.geometry.distance(line) < 1e-6
 
 
 def test_missing_name_field_and_empty_region_are_clear(tmp_path):
     path = _rivers_file(tmp_path / "rivers.geojson", {"Son": LineString([(82.5, 24.4), (82.6, 24.42)])})
     with pytest.raises(SandmineError, match="no field 'river'.*name"):
-        sv.read_rivers(path, "river")
+        survey_rivers.read_rivers(path, "river")
     region = tmp_path / "region.geojson"
     gpd.GeoDataFrame(geometry=[box(70, 10, 71, 11)], crs="EPSG:4326").to_file(region)
     with pytest.raises(SandmineError, match="no river .* inside the region"):
-        sv.read_rivers(path, "name", region)
+        survey_rivers.read_rivers(path, "name", region)
 
 
 def test_a_region_clips_the_rivers(tmp_path):
@@ -82,7 +85,7 @@ def test_a_region_clips_the_rivers(tmp_path):
     path = _rivers_file(tmp_path / "rivers.geojson", lines)
     region = tmp_path / "region.gpkg"
     gpd.GeoDataFrame(geometry=[box(82.6, 24.0, 82.7, 25.0)], crs="EPSG:4326").to_crs("EPSG:3857").to_file(region)
-    (son,) = sv.read_rivers(path, "name", region)
+    (son,) = survey_rivers.read_rivers(path, "name", region)
     west, _, east, _ = son.geometry.bounds
     assert son.name == "Son" and west == pytest.approx(82.6) and east == pytest.approx(82.7)
 
@@ -92,7 +95,7 @@ def test_a_region_clips_the_rivers(tmp_path):
 
 def test_a_river_across_a_zone_boundary_is_split_without_overlap():
     line = LineString([(83.9, 24.4), (84.1, 24.45)])  # crosses 84°E: zones 44N and 45N
-    chunks = sv.plan_chunks([sv.River("Son", line)], 1000.0, 5.0)
+    chunks = survey_chunks.plan_chunks([survey_rivers.River("Son", line)], 1000.0, 5.0)
     assert {c.zone.name for c in chunks} == {"44N", "45N"}
     assert all(c.chunk_id.startswith(c.zone.name + "_5km_") for c in chunks)
     # every piece of ground is in one chunk only: the chunks' buffer adds up to the buffer measured in one CRS
@@ -104,10 +107,10 @@ def test_a_river_across_a_zone_boundary_is_split_without_overlap():
 
 
 def test_chunk_ids_do_not_change_when_a_river_is_added():
-    son = sv.River("Son", LineString([(82.5, 24.4), (82.7, 24.45)]))
-    other = sv.River("Rihand", LineString([(82.55, 24.3), (82.56, 24.5)]))
-    before = {c.chunk_id for c in sv.plan_chunks([son], 1000.0, 5.0)}
-    after = sv.plan_chunks([son, other], 1000.0, 5.0)
+    son = survey_rivers.River("Son", LineString([(82.5, 24.4), (82.7, 24.45)]))
+    other = survey_rivers.River("Rihand", LineString([(82.55, 24.3), (82.56, 24.5)]))
+    before = {c.chunk_id for c in survey_chunks.plan_chunks([son], 1000.0, 5.0)}
+    after = survey_chunks.plan_chunks([son, other], 1000.0, 5.0)
     assert before < {c.chunk_id for c in after}
     both = [c for c in after if len(c.rivers) == 2]
     assert both and all(set(c.river_aois) == {"Son", "Rihand"} for c in both)
@@ -116,33 +119,34 @@ def test_chunk_ids_do_not_change_when_a_river_is_added():
 # -------------------------------------------------------------------------------------------------- seams
 
 
-def _two_chunks() -> tuple[dict[str, sv.Chunk], list[sv.Chunk]]:
-    zone = sv.Zone(44, True)
+def _two_chunks() -> tuple[dict[str, survey_chunks.Chunk], list[survey_chunks.Chunk]]:
+    zone = survey_chunks.Zone(44, True)
     out = []
     for col in (100, 101):
         sq = box(col * 1000.0, 2_700_000.0, (col + 1) * 1000.0, 2_701_000.0)
-        out.append(sv.Chunk(sv.chunk_id(zone, 1000.0, col, 2700), zone, col, 2700, 1000.0, ("Son",), sq, {"Son": sq}))
+        cid = survey_chunks.chunk_id(zone, 1000.0, col, 2700)
+        out.append(survey_chunks.Chunk(cid, zone, col, 2700, 1000.0, ("Son",), sq, {"Son": sq}))
     return {c.chunk_id: c for c in out}, out
 
 
 def test_a_mine_on_a_seam_is_one_polygon_in_the_geopackage(tmp_path):
-    from sandmine.steps.survey import _frames
+    from sandmine.survey.gpkg import frames as gpkg_frames
 
     by_id, (a, b) = _two_chunks()
-    period = sv.parse_periods(["2025-10-01/2025-12-31"], "t")
+    period = survey_periods.parse_periods(["2025-10-01/2025-12-31"], "t")
     pieces = []
     for chunk, cols in ((a, slice(90, 100)), (b, slice(0, 12))):  # one mine, 22 px wide, cut by the seam
         mask = np.zeros((100, 100), bool)
         mask[40:50, cols] = True
         mask[5:8, 50:53] = True  # and a small one inside each chunk
-        pieces += sv.pieces(mask, mask * 0.8, chunk, (period[0].label,))
-    merged = sv.merge_seams(pieces, by_id)
+        pieces += seams.pieces(mask, mask * 0.8, chunk, (period[0].label,))
+    merged = seams.merge_seams(pieces, by_id)
     assert len(merged) == 3
     seam = [m for m in merged if len(m.chunks) == 2]
     assert len(seam) == 1 and seam[0].pixels == 220 and seam[0].area_ha == pytest.approx(2.2)
     assert seam[0].mean_prob == pytest.approx(0.8)
-    frames = _frames(merged, [], [a, b], by_id, period, {("Son", period[0].label): 2.38}, None)
-    sv.write_gpkg(tmp_path / "survey.gpkg", frames)
+    frames = gpkg_frames(merged, [], [a, b], by_id, period, {("Son", period[0].label): 2.38}, None)
+    gpkg.write_gpkg(tmp_path / "survey.gpkg", frames)
     layers = dict(pyogrio.list_layers(tmp_path / "survey.gpkg"))
     assert set(layers) == {"mines", "change", "chunks", "area"} and layers["area"] is None
     mines = gpd.read_file(tmp_path / "survey.gpkg", layer="mines")
@@ -158,7 +162,7 @@ def test_small_objects_on_the_edge_wait_for_the_merge():
     mask = np.zeros((20, 20), bool)
     mask[0:2, 5:7] = True  # 4 px on the edge: may be half of a mine across the seam
     mask[10:12, 10:12] = True  # 4 px inside: too small
-    kept = sv.clean_inner(mask, 5)
+    kept = seams.clean_inner(mask, 5)
     assert kept[0:2, 5:7].all() and not kept[10:12, 10:12].any()
 
 
@@ -169,9 +173,10 @@ def test_vrt_mosaic_opens_and_matches_its_chunks(tmp_path):
         path = tmp_path / "chunks" / f"{c.chunk_id}.tif"
         write_cog(path, np.full((100, 100), 10 * (i + 1), np.uint8), c.grid, ["mine"], nodata=255)
         sources.append((path, c.grid))
-    grid = sv.write_vrt(tmp_path / "mosaic" / "m.vrt", sources, "mine", 255)
+    grid = mosaic.write_vrt(tmp_path / "mosaic" / "m.vrt", sources, "mine", 255)
     assert (grid.height, grid.width) == (100, 200)
-    sv.vrt_to_cog(tmp_path / "mosaic" / "m.vrt", tmp_path / "mosaic" / "m.tif", "mine", {"period": "p"}, "mode", 255)
+    folder = tmp_path / "mosaic"
+    mosaic.vrt_to_cog(folder / "m.vrt", folder / "m.tif", "mine", {"period": "p"}, "mode", 255)
     for name in ("m.vrt", "m.tif"):
         with rasterio.open(tmp_path / "mosaic" / name) as ds:
             data = ds.read(1)
@@ -297,7 +302,7 @@ def test_a_mine_on_a_zone_boundary_is_one_polygon():
     from rasterio import features as rfeatures
 
     line = LineString([(83.95, 24.40), (84.05, 24.40)])
-    chunks = sv.plan_chunks([sv.River("Son", line)], 1000.0, 5.0)
+    chunks = survey_chunks.plan_chunks([survey_rivers.River("Son", line)], 1000.0, 5.0)
     by_id = {c.chunk_id: c for c in chunks}
     mine = box(83.997, 24.398, 84.003, 24.402)  # about 610 x 440 m, centred on the meridian
     pieces = []
@@ -307,9 +312,9 @@ def test_a_mine_on_a_zone_boundary_is_one_polygon():
             continue
         g = c.grid
         mask = rfeatures.rasterize([(local, 1)], out_shape=(g.height, g.width), transform=g.transform) > 0
-        pieces += sv.pieces(mask & c.aoi_mask(), mask * 0.9, c, ("2025-10-01_2025-12-31",))
+        pieces += seams.pieces(mask & c.aoi_mask(), mask * 0.9, c, ("2025-10-01_2025-12-31",))
     assert {p.zone.name for p in pieces} == {"44N", "45N"}
-    merged = sv.merge_seams(pieces, by_id)
+    merged = seams.merge_seams(pieces, by_id)
     assert len(merged) == 1 and merged[0].geometry.geom_type == "Polygon"
     whole = to_crs(mine, "EPSG:4326", "EPSG:32644").area / 10_000
     assert merged[0].area_ha == pytest.approx(whole, rel=0.03)
@@ -326,7 +331,7 @@ def test_the_geopackage_is_the_same_file_on_every_run(tmp_path):
         "mines": gpd.GeoDataFrame({"area_ha": [1.0]}, geometry=[box(80.0, 25.0, 80.01, 25.01)], crs="EPSG:4326"),
         "area": pd.DataFrame({"river": ["Son"], "mined_ha": [1.0]}),
     }
-    sv.write_gpkg(tmp_path / "a.gpkg", frames)
+    gpkg.write_gpkg(tmp_path / "a.gpkg", frames)
     time.sleep(0.05)  # the stamp has milliseconds
-    sv.write_gpkg(tmp_path / "b.gpkg", frames)
+    gpkg.write_gpkg(tmp_path / "b.gpkg", frames)
     assert (tmp_path / "a.gpkg").read_bytes() == (tmp_path / "b.gpkg").read_bytes()

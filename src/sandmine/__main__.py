@@ -59,7 +59,7 @@ def _predict_locked(a: argparse.Namespace) -> None:
         model, ckpt = models.load_checkpoint(str(a.model), device)
         predict_file(model, ckpt, a.image, a.out, s, progress=True)
     if a.polygons or a.mask:
-        threshold = _threshold(a, ckpt if ckpt is not None else models.load_checkpoint(str(a.model))[1])
+        threshold = _threshold(a, lambda: ckpt if ckpt is not None else models.load_checkpoint(str(a.model))[1])
         grid = read_grid(a.out)
         min_pixels = max(1, round(a.min_area_ha / grid.pixel_area_ha))
         # a strip of rows at a time: a 30,000 px square raster never sits in memory whole
@@ -70,25 +70,25 @@ def _predict_locked(a: argparse.Namespace) -> None:
     print(f"probability -> {a.out}")
 
 
-def _threshold(a: argparse.Namespace, ckpt: dict[str, Any]) -> float:
+def _threshold(a: argparse.Namespace, ckpt: Callable[[], dict[str, Any]]) -> float:
     """--threshold, else the checkpoint's operating threshold for --operating-point, else (older
-    checkpoints) 0.5 with a warning."""
-    from sandmine.calibration import DEFAULT_THRESHOLD, stored_threshold
+    checkpoints) 0.5 with a warning (`calibration.decide_threshold`)."""
+    from sandmine.calibration import decide_threshold
 
-    if a.threshold is not None:
-        print(f"threshold {a.threshold:g} (--threshold)")
-        return float(a.threshold)
-    stored = stored_threshold(ckpt, a.operating_point, str(a.model))
-    if stored is None:
+    value, origin = decide_threshold(a.threshold, a.operating_point, ckpt, str(a.model))
+    if origin == "given":
+        print(f"threshold {value:g} (--threshold)")
+    elif origin == "default":
         print(
             f"warning: {a.model} has no operating threshold (trained before thresholds were chosen on validation); "
-            f"using {DEFAULT_THRESHOLD:g}: re-run the train stage, or pass --threshold",
+            f"using {value:g}: re-run the train stage, or pass --threshold",
             file=sys.stderr,
         )
-        print(f"threshold {DEFAULT_THRESHOLD:g} (default: the checkpoint has none)")
-        return DEFAULT_THRESHOLD
-    print(f"threshold {stored:g} (the checkpoint's operating threshold for {a.operating_point}, chosen on validation)")
-    return stored
+        print(f"threshold {value:g} (default: the checkpoint has none)")
+    else:
+        point = a.operating_point
+        print(f"threshold {value:g} (the checkpoint's operating threshold for {point}, chosen on validation)")
+    return value
 
 
 def _select(a: argparse.Namespace) -> None:

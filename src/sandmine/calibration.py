@@ -9,6 +9,9 @@ infer and `sandmine predict` apply it. AP is untouched: only the cut moves.
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -17,6 +20,7 @@ from sandmine.core.errors import SandmineError
 from sandmine.core.metrics import LEVELS, Histogram
 
 METHODS = ("best_f1", "area")
+log = logging.getLogger(__name__)
 DEFAULT_THRESHOLD = 0.5  # for checkpoints written before operating thresholds were stored
 
 
@@ -96,4 +100,38 @@ def stored_threshold(ckpt: dict[str, Any], method: str, where: str) -> float | N
     value = float(thresholds[method])
     if not 0 < value < 1:
         raise SandmineError(f"stored threshold for '{method}' is {value}, not in (0, 1)", where, "re-train")
+    return value
+
+
+def decide_threshold(
+    given: float | None, method: str, ckpt: Callable[[], dict[str, Any]], where: str
+) -> tuple[float, str]:
+    """The threshold maps are cut at, and where it comes from: `given` ("given") when set, else the
+    checkpoint's operating threshold for `method`, chosen on the val split by the train stage ("stored"),
+    else (checkpoints older than stored thresholds) DEFAULT_THRESHOLD ("default"). `ckpt` loads the
+    checkpoint, only when it is needed."""
+    if given is not None:
+        return float(given), "given"
+    stored = stored_threshold(ckpt(), method, where)
+    if stored is None:
+        return DEFAULT_THRESHOLD, "default"
+    return stored, "stored"
+
+
+def threshold_for(given: float | None, method: str, model_path: Path) -> float:
+    """`decide_threshold` for a stage: `predict.threshold`, `predict.operating_point` and the checkpoint at
+    `model_path`, logged."""
+    import torch
+
+    def load() -> dict[str, Any]:
+        try:
+            return torch.load(model_path, map_location="cpu", weights_only=True)
+        except FileNotFoundError as exc:
+            raise SandmineError("checkpoint not found", str(model_path), "run the train stage first") from exc
+
+    value, origin = decide_threshold(given, method, load, str(model_path))
+    if origin == "default":
+        log.warning("%s has no operating threshold (older checkpoint): using %s", model_path, DEFAULT_THRESHOLD)
+    elif origin == "stored":
+        log.info("operating threshold %.3f (%s, chosen on the val split)", value, method)
     return value

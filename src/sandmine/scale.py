@@ -23,6 +23,7 @@ import rasterio.windows
 import torch
 
 from sandmine import models
+from sandmine.core.config import PredictParams
 from sandmine.core.raster import CogWriter, check_metric_grid, read_grid
 from sandmine.device import resolve_device
 from sandmine.prediction import Stitch, predict_file
@@ -203,3 +204,22 @@ def run_many(fn: Callable[..., object], args: list[tuple], workers: int, schedul
         futures = [client.submit(fn, *a, pure=False) for a in args]
         for fut in tqdm(as_completed(futures), total=len(futures), desc=desc, unit="task"):
             fut.result()
+
+
+def stitch(q: PredictParams) -> Stitch:
+    """The stitching that `predict` params ask for."""
+    return Stitch(q.window_px, q.stride_px, q.discard_px, q.batch_size, q.blend, q.precision)
+
+
+def predict_observations(q: PredictParams, model_path: Path, jobs: list[tuple[Path, Path]]) -> None:
+    """Predict (image, output COG) pairs with the params' stitching, over Dask workers, on `predict.device`."""
+    predict_many(
+        model_path,
+        [Job(src, dst) for src, dst in jobs],
+        stitch(q),
+        q.workers,
+        q.scheduler,
+        q.tile_rows,
+        q.threads,
+        q.device,
+    )

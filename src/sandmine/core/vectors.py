@@ -117,3 +117,13 @@ def extent(geom: BaseGeometry) -> tuple[float, float]:
         k, a = extent(g)
         km, km2 = km + k, km2 + a
     return km, km2
+
+
+def rivers_geojson(path: Path, layer: str) -> dict:
+    """A user's vector file of rivers (any CRS; `layer` of a GeoPackage) as GeoJSON in EPSG:4326."""
+    import json
+
+    frame = read_vectors(path, "rivers", "source.rivers_file", layer, "source.rivers_layer")
+    km, km2 = (sum(v) for v in zip(*(extent(g) for g in frame.geometry), strict=True)) if len(frame) else (0, 0)
+    log.info("rivers: %d feature(s) of %s: %.1f km of line, %.1f km² of polygons", len(frame), path, km, km2)
+    return json.loads(frame.to_json())

@@ -25,15 +25,29 @@ import datetime as dt
 import json
 import logging
 import os
+import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from sandmine.core.bands import S2_L2A
 from sandmine.core.errors import SandmineError
-from sandmine.core.raster import Grid, utm_zones
+from sandmine.core.files import atomic_path
+from sandmine.core.raster import Grid, grid_for_bounds
+from sandmine.core.sites import Observation, Site
+from sandmine.sources.base import (
+    ChunkImage,
+    ChunkImages,
+    Runner,
+    Source,
+    SurveyChunk,
+    SurveyPeriod,
+    SurveyRiver,
+    check_one_zone,
+    write_manifest,
+)
 from sandmine.sources.stored import NODATA, SCALES
 
 log = logging.getLogger(__name__)
@@ -98,31 +112,6 @@ def initialize(project: str) -> None:
             "environment",
             "set SANDMINE_EE_SERVICE_ACCOUNT_KEY to a key file, or run `earthengine authenticate`",
         ) from exc
-
-
-def check_one_zone(site_id: str, bounds_4326: tuple[float, float, float, float]) -> None:
-    """A site must lie in one UTM zone: its image is exported on that zone's grid. A site touching a
-    zone boundary belongs to the zone it lies in (`raster.utm_zones`).
-    """
-    west, _, east, _ = bounds_4326
-    if east - west > 180.0:  # a polygon across 180° reads as one around the whole world
-        raise SandmineError(
-            f"site '{site_id}' spans {east - west:.1f}° of longitude (bounds {west}..{east}): it crosses the "
-            "antimeridian (180°), or its coordinates are not [lon, lat]",
-            "data/sites.geojson",
-            "split the site at 180° into two sites (one ending at 180, one starting at -180), one per zone",
-        )
-    zones = utm_zones(west, east)
-    if len(zones) > 1:
-        edges = ", ".join(f"{z * 6 - 180}° E" for z in zones[:-1])
-        count = "two" if len(zones) == 2 else str(len(zones))
-        names = f"{', '.join(map(str, zones[:-1]))} and {zones[-1]}"
-        raise SandmineError(
-            f"site '{site_id}' spans {count} UTM zones ({names}, boundar{'y' if len(zones) == 2 else 'ies'} at "
-            f"{edges}): its longitudes run {west}..{east}",
-            "data/sites.geojson",
-            f"split the site at {edges} into {count} sites, one per zone (an edge exactly on a boundary is fine)",
-        )
 
 
 def composite(region_4326: list[float], date: str, s: ExportSettings) -> Any:
@@ -444,3 +433,76 @@ def rivers(asset: str, bounds: list[tuple[float, float, float, float]]) -> dict:
             "check the asset id, or use source.rivers_file or aoi.rivers: water_index",
         )
     return out
+
+
+class GeeSource(Source):
+    """Earth Engine (source.kind: gee): median composites exported per observation or survey chunk."""
+
+    kind = "gee"
+
+    def covers(self) -> str:
+        return "Earth Engine has Sentinel-2/1 images of the site within 'gee.window_days' of the date"
+
+    def _settings(self, days: int) -> ExportSettings:
+        g = self.p.gee
+        s = ExportSettings(g.product, days, g.cs_threshold, g.bucket, g.prefix, g.max_retries, g.poll_s)
+        missing = [b for b in self.p.bands if b not in s.bands()]
+        if missing:
+            raise SandmineError(f"Earth Engine {g.product} exports have no band(s) {missing}", "params.yaml: bands")
+        return s
+
+    def export_observations(
+        self,
+        sites: dict[str, Site],
+        observations: list[Observation],
+        images_dir: Path,
+        source_dir: Path,
+        previews_dir: Path | None,
+    ) -> None:
+        """Earth Engine images (cached per observation), rivers, and the manifest."""
+        g = self.p.gee
+        s = self._settings(g.window_days)
+        for sid, site in sites.items():
+            check_one_zone(sid, site.geometry.bounds)
+        initialize(g.project)
+        grids = {sid: grid_for_bounds(site.geometry.bounds) for sid, site in sites.items()}
+        jobs = [
+            (o.obs_id, sites[o.site_id].geometry.bounds, o.date.isoformat(), grids[o.site_id]) for o in observations
+        ]
+        cached = export(jobs, s, g.mode, Path(g.cache_dir).expanduser())
+        for o in observations:
+            with atomic_path(images_dir / f"{o.obs_id}.tif") as tmp:
+                shutil.copyfile(cached[o.obs_id], tmp)
+        write_manifest(observations, grids, images_dir, "gee")
+        self.write_rivers(sites, source_dir)
+
+    def rivers(self, sites: dict[str, Site]) -> dict:
+        """The features of `gee.rivers_asset` near the sites, else `source.rivers_file`."""
+        if self.p.gee.rivers_asset:
+            return rivers(self.p.gee.rivers_asset, [site.geometry.bounds for site in sites.values()])
+        return super().rivers(sites)
+
+    def export_chunks(
+        self,
+        rivers: Sequence[SurveyRiver],
+        chunks: Sequence[SurveyChunk],
+        periods: Sequence[SurveyPeriod],
+        halo_px: int,
+        cache: Path,
+        run: Runner,
+    ) -> ChunkImages:
+        """Earth Engine batch tasks (or computePixels) per (chunk, period), a median composite over the
+        period, through the source's own cache and retries (`gee.cache_dir`, `gee.max_retries`)."""
+        g = self.p.gee
+        out: ChunkImages = {}
+        initialize(g.project)
+        own = Path(g.cache_dir).expanduser()
+        for q in periods:
+            s = self._settings(q.days)
+            h = halo_px
+            day = q.middle.isoformat()
+            jobs = [(f"{c.chunk_id}_h{h}_{q.label}", c.bounds_4326(h), day, c.grid_with(h)) for c in chunks]
+            done = export(jobs, s, g.mode, own)
+            for c in chunks:
+                out[(c.chunk_id, q.label)] = ChunkImage(done[f"{c.chunk_id}_h{h}_{q.label}"])
+        return out

@@ -14,6 +14,7 @@ import json
 import logging
 import re
 import xml.etree.ElementTree as ET
+from collections.abc import Sequence
 from dataclasses import fields
 from pathlib import Path
 
@@ -22,15 +23,28 @@ import rasterio
 from pyproj import CRS as PyprojCRS
 from pyproj.exceptions import CRSError
 from rasterio.warp import Resampling, reproject
-from shapely.geometry import MultiPolygon, Polygon, shape
+from shapely.geometry import MultiPolygon, Polygon, box, shape
 from shapely.geometry.base import BaseGeometry
 from shapely.ops import unary_union
 
 from sandmine.core.bands import CATALOGUE, S2_L2A
 from sandmine.core.config import ConfidenceParams
 from sandmine.core.errors import SandmineError
-from sandmine.core.raster import Grid, crs_units, ground_pixel_m, to_crs
+from sandmine.core.raster import Grid, crs_units, grid_for_bounds, ground_pixel_m, read_grid, to_crs
 from sandmine.core.schema import Annotation, LabelRow, geometry_parts, polygon_parts, repaired
+from sandmine.core.sites import Observation, Site
+from sandmine.sources.base import (
+    ChunkImage,
+    ChunkImages,
+    Runner,
+    Source,
+    SurveyChunk,
+    SurveyPeriod,
+    SurveyRiver,
+    cache_key,
+    check_one_zone,
+    write_manifest,
+)
 
 log = logging.getLogger(__name__)
 
@@ -323,3 +337,95 @@ def import_observation(folder: Path, obs_id: str, bands: list[str], grid: Grid) 
         str(folder),
         f"put {obs_id}.tif (bands named B2, B3, …) or the product folder {obs_id}.SAFE there",
     )
+
+
+class LocalSource(Source):
+    """A user's own files (source.kind: local): `{obs_id}.tif` / `.SAFE` per observation, and per survey
+    period a folder `<START_END>/` of scenes."""
+
+    kind = "local"
+
+    def covers(self) -> str:
+        return f"the images in 'source.images_dir' ({self.p.source.images_dir}) cover the site"
+
+    def _folder(self, what: str) -> Path:
+        if not self.p.source.images_dir:
+            raise SandmineError("'source.images_dir' is empty", "params.yaml", f"name the folder of your {what}")
+        return Path(self.p.source.images_dir).expanduser()
+
+    def image_extent(self, obs_id: str) -> str:
+        user = Path(self.p.source.images_dir).expanduser() / f"{obs_id}.tif"
+        if not user.is_file():
+            return ""
+        g = read_grid(user)
+        w, s, e, n = to_crs(box(*g.bounds), g.crs, "EPSG:4326").bounds
+        return f"{user.name} covers lon {w:.4f}…{e:.4f}, lat {s:.4f}…{n:.4f}"
+
+    def export_observations(
+        self,
+        sites: dict[str, Site],
+        observations: list[Observation],
+        images_dir: Path,
+        source_dir: Path,
+        previews_dir: Path | None,
+    ) -> None:
+        """The user's GeoTIFFs or SAFE products, on each site's UTM grid at 10 m."""
+        from tqdm import tqdm
+
+        folder = self._folder("images")
+        for sid, site in sites.items():
+            check_one_zone(sid, site.geometry.bounds)
+        grids = {sid: grid_for_bounds(site.geometry.bounds) for sid, site in sites.items()}
+        for o in tqdm(sorted(observations, key=lambda o: o.obs_id), desc="export (local)", unit="obs"):
+            data, kind = import_observation(folder, o.obs_id, self.p.bands, grids[o.site_id])
+            tags = {"source": f"local-{kind}", "date": o.date.isoformat(), "obs_id": o.obs_id}
+            write_image(images_dir / f"{o.obs_id}.tif", data, self.p.bands, grids[o.site_id], tags)
+        write_manifest(observations, grids, images_dir, "local")
+        self.write_rivers(sites, source_dir)
+
+    def export_chunks(
+        self,
+        rivers: Sequence[SurveyRiver],
+        chunks: Sequence[SurveyChunk],
+        periods: Sequence[SurveyPeriod],
+        halo_px: int,
+        cache: Path,
+        run: Runner,
+    ) -> ChunkImages:
+        """Scenes of `source.images_dir/<START_END>/*.tif` (named bands, any CRS) mosaicked onto each
+        chunk's grid: the first scene (by name) with a valid pixel wins."""
+        from tqdm import tqdm
+
+        bands = self.p.bands
+        root = self._folder("period folders")
+        out: ChunkImages = {}
+        for q in periods:
+            folder = root / q.label
+            scenes = sorted(folder.glob("*.tif")) if folder.is_dir() else []
+            if not scenes:
+                raise SandmineError(
+                    f"period {q.start}/{q.end} has no imagery: no scene in {folder}",
+                    "params.yaml: survey.periods",
+                    f"put the period's GeoTIFFs (bands named B2, B3, …) in {folder}",
+                )
+            footprints = []
+            for s in scenes:
+                g = read_grid(s)
+                footprints.append((s, to_crs(box(*g.bounds), g.crs, "EPSG:4326")))
+            files = [(str(s), s.stat().st_mtime_ns, s.stat().st_size) for s in scenes]
+            key = cache_key({"bands": bands, "scenes": files, "halo_px": halo_px})
+            for c in tqdm(chunks, desc=f"export (local {q.label})", unit="chunk"):
+                img = cache / "images" / key / q.label / f"{c.chunk_id}.tif"
+                out[(c.chunk_id, q.label)] = ChunkImage(img, None, img.exists())
+                if img.exists():
+                    continue
+                box4326 = box(*c.bounds_4326(halo_px))
+                grid = c.grid_with(halo_px)
+                data = np.full((len(bands), grid.height, grid.width), np.nan, np.float32)
+                for s, fp in footprints:
+                    if fp.intersects(box4326):
+                        part = read_geotiff(s, bands, grid)
+                        hole = np.isnan(data)
+                        data[hole] = part[hole]
+                write_image(img, data, bands, grid, {"source": "local-geotiff", "date": q.middle.isoformat()})
+        return out

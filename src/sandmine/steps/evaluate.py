@@ -8,13 +8,13 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from sandmine import calibration, report
+from sandmine import calibration, report, scale
+from sandmine.calibration import threshold_for
 from sandmine.core.config import Params
 from sandmine.core.files import fresh_dir, round_metrics, write_json, write_text
 from sandmine.core.metrics import Histogram, Objects, level
 from sandmine.core.raster import read_image, read_mask
 from sandmine.steps.common import read_split
-from sandmine.steps.predicting import predict_all, threshold
 from sandmine.steps.scoring import read_scored
 
 CLUSTER_KEYS = ("ap", "best_f1", "f1", "f1_at_0.5", "iou", "mine_fraction", "observations")
@@ -41,8 +41,9 @@ def run(
     rows = [r for r in read_split(split_csv) if r["role"] in p.evaluate.roles]
     fresh_dir(out_dir)
     fresh_dir(plots_dir / "overlays")
-    predict_all(p, model_path, [(images / f"{r['obs_id']}.tif", out_dir / f"{r['obs_id']}.tif") for r in rows])
-    thr = threshold(p, model_path)
+    jobs = [(images / f"{r['obs_id']}.tif", out_dir / f"{r['obs_id']}.tif") for r in rows]
+    scale.predict_observations(p.predict, model_path, jobs)
+    thr = threshold_for(p.predict.threshold, p.predict.operating_point, model_path)
     in_aoi, scene, truth = Histogram(), Histogram(), Histogram()
     clusters: dict[str, Histogram] = defaultdict(Histogram)
     objects = None

@@ -15,14 +15,14 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from sandmine import monitoring, report, webmap
+from sandmine import monitoring, report, scale, webmap
+from sandmine.calibration import threshold_for
 from sandmine.core.config import Params
 from sandmine.core.errors import SandmineError
 from sandmine.core.files import fresh_dir, round_metrics, write_json, write_text
 from sandmine.core.metrics import level
 from sandmine.core.raster import Grid, ImageReader, read_image, read_mask, write_cog
 from sandmine.steps.common import read_split
-from sandmine.steps.predicting import predict_all, threshold
 from sandmine.vectorize import class_polygons, polygons
 
 
@@ -43,8 +43,9 @@ def run(
     rows = sorted((r for r in read_split(split_csv) if r["role"] == "infer"), key=lambda r: r["obs_id"])
     fresh_dir(out_dir)
     fresh_dir(plots_dir)
-    predict_all(p, model_path, [(images / f"{r['obs_id']}.tif", out_dir / f"{r['obs_id']}.tif") for r in rows])
-    thr = threshold(p, model_path)
+    jobs = [(images / f"{r['obs_id']}.tif", out_dir / f"{r['obs_id']}.tif") for r in rows]
+    scale.predict_observations(p.predict, model_path, jobs)
+    thr = threshold_for(p.predict.threshold, p.predict.operating_point, model_path)
     rows_by_site: dict[str, list[dict]] = defaultdict(list)
     for r in rows:
         rows_by_site[r["site_id"]].append(r)

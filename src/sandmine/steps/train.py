@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from sandmine import calibration, classical, models, prediction, training
+from sandmine import calibration, classical, models, prediction, scale, training
 from sandmine.core.bands import read_names
 from sandmine.core.config import Params
 from sandmine.core.errors import SandmineError
@@ -24,7 +24,6 @@ from sandmine.dataset import CogScene, Source, TileCache, band_stats
 from sandmine.device import resolve_device
 from sandmine.models import baselines, lora, pretrained
 from sandmine.steps.common import read_split
-from sandmine.steps.predicting import stitch
 from sandmine.steps.scoring import add_scored
 
 log = logging.getLogger(__name__)
@@ -163,8 +162,9 @@ def calibrate(
     """
     hist = Histogram()
     with tempfile.TemporaryDirectory(prefix="sandmine-calibrate-") as tmp:
+        stitch = scale.stitch(p.predict)
         for obs_id in val_ids:
-            prediction.predict_file(model, meta, images / f"{obs_id}.tif", Path(tmp) / f"{obs_id}.tif", stitch(p))
+            prediction.predict_file(model, meta, images / f"{obs_id}.tif", Path(tmp) / f"{obs_id}.tif", stitch)
             add_scored(hist, obs_id, Path(tmp), images, labels, aois)
     if hist.pos.sum() == 0:
         log.warning("no mine pixel in the val observations %s: operating thresholds left at 0.5", val_ids)

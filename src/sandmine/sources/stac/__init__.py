@@ -20,6 +20,8 @@ import datetime as dt
 import hashlib
 import json
 import logging
+import shutil
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -28,7 +30,20 @@ import numpy as np
 from sandmine.core.bands import S1
 from sandmine.core.config import StacParams
 from sandmine.core.errors import SandmineError
-from sandmine.core.raster import Grid, write_cog
+from sandmine.core.files import atomic_path
+from sandmine.core.raster import Grid, grid_for_bounds, write_cog
+from sandmine.core.sites import Observation, Site
+from sandmine.sources.base import (
+    ChunkImage,
+    ChunkImages,
+    Runner,
+    Source,
+    SurveyChunk,
+    SurveyPeriod,
+    SurveyRiver,
+    check_one_zone,
+    write_manifest,
+)
 from sandmine.sources.stac import catalogue, composite
 from sandmine.sources.stac.catalogue import S2_ASSETS, StacSettings, window
 from sandmine.sources.stored import NODATA, store
@@ -36,7 +51,7 @@ from sandmine.sources.stored import NODATA, store
 log = logging.getLogger(__name__)
 BANDS = [*S2_ASSETS, *S1, "CLOUD"]  # what a STAC export can hold (L2A has no B10)
 
-__all__ = ["BANDS", "Job", "StacSettings", "check_bands", "export", "export_survey", "settings", "window"]
+__all__ = ["BANDS", "Job", "StacSettings", "StacSource", "check_bands", "export", "export_survey", "settings", "window"]
 
 
 def settings(params: StacParams) -> StacSettings:
@@ -202,3 +217,54 @@ def export_survey(
             jobs.append(Job(job_id, who, c.bounds_4326(halo_px), q.start, end, c.grid_with(halo_px), tags))
     done = export(jobs, bands, s, Path(cache_dir).expanduser())
     return {(c.chunk_id, q.label): done[f"{c.chunk_id}_h{halo_px}_{q.label}"] for q in periods for c in chunks}
+
+
+class StacSource(Source):
+    """A STAC catalogue (source.kind: stac): composites per observation or survey chunk, rivers from a file."""
+
+    kind = "stac"
+
+    def covers(self) -> str:
+        return "the STAC catalogue has Sentinel-2/1 items of the site within 'stac.window_days' of the date"
+
+    def export_observations(
+        self,
+        sites: dict[str, Site],
+        observations: list[Observation],
+        images_dir: Path,
+        source_dir: Path,
+        previews_dir: Path | None,
+    ) -> None:
+        """STAC composites (cached per observation), rivers from source.rivers_file, and the manifest."""
+        p = self.p
+        s = settings(p.stac)
+        check_bands(p.bands)
+        for sid, site in sites.items():
+            check_one_zone(sid, site.geometry.bounds)
+        grids = {sid: grid_for_bounds(site.geometry.bounds) for sid, site in sites.items()}
+        jobs = []
+        for o in observations:
+            start, end = window(o.date, s.window_days)
+            who = f"observation '{o.obs_id}' (site '{o.site_id}', {o.date.isoformat()})"
+            tags = {"date": o.date.isoformat(), "obs_id": o.obs_id, "site_id": o.site_id}
+            jobs.append(Job(o.obs_id, who, sites[o.site_id].geometry.bounds, start, end, grids[o.site_id], tags))
+        cached = export(jobs, p.bands, s, Path(p.stac.cache_dir).expanduser())
+        for o in observations:
+            with atomic_path(images_dir / f"{o.obs_id}.tif") as tmp:
+                shutil.copyfile(cached[o.obs_id], tmp)
+        write_manifest(observations, grids, images_dir, "stac")
+        self.write_rivers(sites, source_dir)
+
+    def export_chunks(
+        self,
+        rivers: Sequence[SurveyRiver],
+        chunks: Sequence[SurveyChunk],
+        periods: Sequence[SurveyPeriod],
+        halo_px: int,
+        cache: Path,
+        run: Runner,
+    ) -> ChunkImages:
+        """A composite over each whole period per chunk, through the source's own cache (`stac.cache_dir`)."""
+        p = self.p
+        done = export_survey(list(chunks), list(periods), halo_px, p.bands, settings(p.stac), p.stac.cache_dir)
+        return {key: ChunkImage(path) for key, path in done.items()}
