@@ -29,7 +29,7 @@ import numpy as np
 from shapely.geometry import box
 from tqdm import tqdm
 
-from sandmine import monitoring, scale, webmap
+from sandmine import alerts, monitoring, scale, webmap
 from sandmine import survey as sv
 from sandmine.core.config import Params
 from sandmine.core.errors import SandmineError
@@ -76,6 +76,7 @@ def run(
         "--params": params_path,
         "survey.rivers": Path(p.survey.rivers),
         "survey.region": Path(p.survey.region) if p.survey.region else None,
+        "survey.zones": Path(p.survey.zones) if p.survey.zones else None,
         "survey.cache_dir": Path(p.survey.cache_dir).expanduser(),
     }
     check_outputs(inputs, {"--report": report_path, "--metrics": metrics_path}, {"--out": out_dir})
@@ -179,8 +180,15 @@ def _run(p: Params, model_path: Path, out_dir: Path, report_path: Path, metrics_
     )
     mosaics = _mosaics(files, out_dir / "mosaic", tags)
     frames = _frames(mines, changes, chunks, by_id, periods, pixel_ha, truth_ha if synthetic else None)
+    # ---- alerts (issue #23; all logic in sandmine.alerts): new / expanded mines in or near survey.zones become the
+    # layer `alerts` of survey.gpkg and alerts.csv; `found` also feeds the map (_map) and the metrics below.
+    # survey.zones "": found is None, nothing is written.
+    found = alerts.for_survey(p.survey, frames["mines"], [q.label for q in periods], out_dir / "alerts.csv")
+    if found is not None:
+        frames["alerts"] = found.alerts
+    # ----
     sv.write_gpkg(out_dir / "survey.gpkg", frames)
-    _map(p, chunks, periods, images, preds, frames, synthetic, report_path)
+    _map(p, chunks, periods, images, preds, frames, synthetic, report_path, found.map if found else None)
     area = frames["area"]
     assert isinstance(area, pd.DataFrame)
     seconds = time.perf_counter() - t0
@@ -198,6 +206,7 @@ def _run(p: Params, model_path: Path, out_dir: Path, report_path: Path, metrics_
             name: float(sum(m.area_ha for m in changes if m.key[2] == name))
             for name in monitoring.CHANGE_NAMES.values()
         },
+        **(found.metrics if found else {}),  # alerts (see the hook above)
     }
     if synthetic:
         metrics["truth_ha"] = {q.label: float(area[area.period == q.label].truth_ha.sum()) for q in periods}
@@ -516,6 +525,7 @@ def _map(
     frames: dict[str, object],
     synthetic: bool,
     path: Path,
+    alert_layers: dict | None = None,
 ) -> None:
     """The survey on the Leaflet map: one entry per zone, one date per period (true colour and
     probability at a coarser resolution), mine and change polygons at full detail."""
@@ -570,7 +580,7 @@ def _map(
                 {"site_id": site, "from": a.middle.isoformat(), "to": b.middle.isoformat(), **ha, "features": feats}
             )
         by_site[site] = obs
-    webmap.map_report(by_site, changes, {}, synthetic, path)
+    webmap.map_report(by_site, changes, {}, synthetic, path, alerts=alert_layers)
 
 
 def _canvas(chunks: list[sv.Chunk]) -> tuple[Grid, int]:
