@@ -597,6 +597,11 @@ def test_survey_alerts_are_listed_and_a_link_flies_to_its_period(browser, tmp_pa
         assert pg.page.evaluate("sandmine.sites['survey 45N'].date") == "2026-04-15"  # the alert's period
         assert pg.page.is_checked("input.date[value='2026-04-15']")
         drawn = pg.page.evaluate("sandmine.groups.alerts.getLayers().length + sandmine.groups.zones.getLayers().length")
-        assert drawn == 2 and not pg.errors
+        assert drawn == 2
+        pg.click_lonlat(*_inside_only(target, []))  # the alert's popup, with the review of the mine beneath it
+        pg.page.wait_for_selector(".leaflet-popup-content")
+        assert "ALERT: new mine in reach" in pg.page.inner_text(".leaflet-popup-content")
+        pg.page.click(".leaflet-popup-content button[data-verdict='mine']")
+        assert _counts(pg)["mine"] == "1" and not pg.errors
     finally:
         pg.close()

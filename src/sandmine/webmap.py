@@ -462,8 +462,18 @@ if (allBounds) map.fitBounds(allBounds, {padding: [20, 20]}); else map.setView([
 // the polygon and show its period
 if (DATA.alerts) {
   groups.zones.addLayer(polygons(DATA.alerts.zones, STYLE.zone, f => 'zone ' + f.properties.zone));
-  groups.alerts.addLayer(polygons(DATA.alerts.alerts, STYLE.alert, f => 'ALERT: ' + f.properties.kind + ' mine in '
-                                  + f.properties.zone));
+  groups.alerts.addLayer(L.geoJSON(DATA.alerts.alerts, {style: STYLE.alert, onEachFeature: (f, layer) => {
+    let at = null;
+    layer.on('click', e => { at = e.latlng; });
+    layer.bindPopup(() => {  // drawn above the mines: the popup also reviews the mine polygon of the shown period
+      const p = f.properties, box = popup(p, 'ALERT: ' + p.kind + ' mine in ' + p.zone);
+      for (const [site, s] of Object.entries(sites)) {
+        const d = s.dates[s.date], id = at && d.obs_id === p.period && mineAt(site, d.obs_id, at);
+        if (id) { box.appendChild(document.createElement('hr')); box.appendChild(minePopup(id)); break; }
+      }
+      return box;
+    });
+  }}));
 }
 function showAlert(i) {
   const p = DATA.alerts.alerts.features[i].properties;
