@@ -136,7 +136,8 @@ def test_schema_every_numeric_and_choice_field_declares_its_valid_values():
         "source.images_dir", "source.rivers_file", "gee.project", "gee.bucket", "gee.prefix", "gee.cache_dir",
         "gee.rivers_asset", "stac.cache_dir", "labels.project_id", "labels.folder", "labels.ignore_classes",
         "model.encoder", "model.decoder", "model.weights", "predict.scheduler", "survey.rivers", "survey.river_field",
-        "survey.region", "survey.cache_dir", "source.rivers_layer", "survey.rivers_layer",
+        "survey.region", "survey.cache_dir", "source.rivers_layer", "survey.rivers_layer", "survey.zones",
+        "survey.zone_field", "survey.zones_layer",
     }  # fmt: skip
 
     def walk(cls, prefix=""):

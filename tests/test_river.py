@@ -131,6 +131,45 @@ def test_catalogue_river_matches_committed_file(tmp_path):
     assert long["geometry"]["coordinates"][-1][0] > 84.0  # into UTM zone 45
 
 
+def test_catalogue_zones_match_committed_file_and_hold_new_mines(tmp_path):
+    from pyproj import Transformer
+    from shapely.geometry import shape
+    from shapely.ops import transform
+
+    from sandmine.core.config import SurveyParams
+    from sandmine.sources.synthetic.river import RES_M, STRIP_PX, _strip_mines, protected_reaches
+
+    write(tmp_path, "river")
+    committed = Path(__file__).parents[1] / "data" / "surveys" / "zones.geojson"
+    assert (tmp_path / "zones.geojson").read_bytes() == committed.read_bytes()
+    river = LongRiver.from_properties(json.loads((tmp_path / "river.geojson").read_text())["features"][0]["properties"])
+    world = WorldParams()
+    middles = []
+    for text in SurveyParams().periods:
+        start, end = (dt.date.fromisoformat(d) for d in text.split("/"))
+        middles.append(start + dt.timedelta(days=((end - start).days + 1) // 2))
+    zones = json.loads(committed.read_text())["features"]
+    assert [z["properties"]["name"][:17] for z in zones] == [f"Protected reach {c}" for c in "ABC"]
+    e0, n0 = river.origin
+    to_utm = Transformer.from_crs("EPSG:4326", river.crs, always_xy=True).transform
+
+    def to_pixels(x, y):  # the river's global pixel frame, where its mines are drawn
+        e, n = to_utm(x, y)
+        return (np.asarray(e) - e0) / RES_M, (n0 - np.asarray(n)) / RES_M
+
+    born = 0
+    for z in zones:
+        reach = transform(to_pixels, shape(z["geometry"]))
+        first, last = int(reach.bounds[0] // STRIP_PX), int(reach.bounds[2] // STRIP_PX)
+        inside = [m for i in range(first, last + 1) for m in _strip_mines(river, i, world.seed, world.mine_density)
+                  if m.shape.intersects(reach)]  # fmt: skip
+        assert inside  # every reach holds mines
+        born += any(middles[0] < m.born <= middles[1] for m in inside)
+    assert born >= 2  # at least two reaches hold a mine the later period shows new
+    other = protected_reaches(river, world.seed + 1, world.mine_density, (middles[0], middles[1]))
+    assert other["features"] != zones  # drawn from the world's seed
+
+
 def test_export_window_writes_readable_cogs(tmp_path):
     grid = RIVER.grid(1200, _on_river(RIVER, 1232, 32), 64, 64)
     bands = ["B2", "B4", "B8", "B11", "VV", "CLOUD"]

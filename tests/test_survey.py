@@ -335,3 +335,40 @@ def test_the_geopackage_is_the_same_file_on_every_run(tmp_path):
     time.sleep(0.05)  # the stamp has milliseconds
     gpkg.write_gpkg(tmp_path / "b.gpkg", frames)
     assert (tmp_path / "a.gpkg").read_bytes() == (tmp_path / "b.gpkg").read_bytes()
+
+
+def test_survey_writes_alerts_of_its_zones(tmp_path):
+    from sandmine import alerts
+    from sandmine.steps import survey
+
+    periods = ["2025-10-01/2025-12-31", "2026-04-01/2026-06-30"]
+    p = _setup(tmp_path, periods)
+    zone = to_crs(box(82.49, 24.39, 82.53, 24.415), "EPSG:4326", "EPSG:3857")  # the whole river, in Web Mercator
+    gpd.GeoDataFrame({"name": ["reach"]}, geometry=[zone], crs="EPSG:3857").to_file(tmp_path / "zones.gpkg")
+    p.survey.zones, p.survey.zone_field, p.survey.zone_margin_m = str(tmp_path / "zones.gpkg"), "name", 0.0
+    out = tmp_path / "out"
+    survey.run(p, tmp_path / "model.pt", out, tmp_path / "survey.html", tmp_path / "survey.json")
+    mines = pyogrio.read_dataframe(out / "survey.gpkg", layer="mines")
+    layer = gpd.read_file(out / "survey.gpkg", layer="alerts")
+    assert list(layer.columns) == [*alerts.COLUMNS, "geometry"]
+    second = periods[1].replace("/", "_")
+    # the zone holds every polygon: each polygon of the second period that is not an old one is an alert
+    expected = alerts.find(mines, [q.replace("/", "_") for q in periods], alerts.read_zones(p.survey.zones, "name"),
+                           0.0, p.survey.alert_growth_ha)  # fmt: skip
+    assert len(layer) >= 1  # this model on these scenes: one polygon grows in the second period
+    assert layer.mine_id.tolist() == expected.mine_id.tolist() and set(layer.period) <= {second}
+    assert len(pd_read_csv(out / "alerts.csv")) == len(layer)
+    metrics = json.loads((tmp_path / "survey.json").read_text())
+    assert (
+        metrics["zones"] == 1 and metrics["alerts"] == len(layer) and metrics["alerts_period"] == {second: len(layer)}
+    )
+    assert "id='alerts'" in (tmp_path / "survey.html").read_text()
+    p.survey.zones = str(tmp_path / "missing.geojson")
+    with pytest.raises(SandmineError, match="zones file not found"):
+        survey.run(p, tmp_path / "model.pt", out, tmp_path / "survey.html", tmp_path / "survey.json")
+
+
+def pd_read_csv(path: Path):
+    import pandas as pd
+
+    return pd.read_csv(path)

@@ -561,3 +561,47 @@ def test_review_drawing_cancels_and_needs_three_corners_inside_a_site(page, repo
     page.page.click("#finish")
     assert "inside a site" in page.page.inner_text("#review-state") and _counts(page)["missed"] == "0"
     assert not page.errors
+
+
+def test_survey_alerts_are_listed_and_a_link_flies_to_its_period(browser, tmp_path):
+    import geopandas as gpd
+    import pandas as pd
+    from shapely.geometry import box
+
+    from sandmine import alerts
+
+    path, truth = _survey_report(tmp_path)
+    obs = truth["obs"]
+    target = max(obs[1]["features"], key=lambda f: f["properties"]["area_ha"])
+    geom = shape(target["geometry"])
+    mines = gpd.GeoDataFrame(
+        pd.DataFrame([{"river": "Son", "period": PERIODS[1], "area_ha": 1.0, "mean_prob": 0.9}]),
+        geometry=[geom],
+        crs="EPSG:4326",
+    )  # nothing in the first period: the polygon is new in the second
+    zones = gpd.GeoDataFrame({"zone": ["reach"]}, geometry=[box(*geom.buffer(0.002).bounds)], crs="EPSG:4326")
+    found = alerts.find(mines, PERIODS, zones, 0.0, 1.0)
+    assert len(found) == 1
+    webmap.map_report({"survey 45N": obs}, [], {}, True, path, alerts=alerts.map_layers(found, zones))
+    pg = Page(browser, path)
+    try:
+        assert pg.attr("alerts") == "1"
+        assert pg.page.inner_text("#alerts h2") == "Alerts: 1 in 1 protected zone(s)"
+        pg.page.evaluate("sandmine.setDate('survey 45N', '2025-11-15'); sandmine.map.setView([22, 80], 5)")
+        pg.page.click("a.alert-link[data-alert='0']")
+        pg.page.wait_for_timeout(1500)  # the fly-to animation
+        centre = pg.page.evaluate(
+            "[sandmine.map.getCenter().lng, sandmine.map.getCenter().lat, sandmine.map.getZoom()]"
+        )
+        assert centre[:2] == pytest.approx([found.lon[0], found.lat[0]], abs=1e-4) and centre[2] == 16
+        assert pg.page.evaluate("sandmine.sites['survey 45N'].date") == "2026-04-15"  # the alert's period
+        assert pg.page.is_checked("input.date[value='2026-04-15']")
+        drawn = pg.page.evaluate("sandmine.groups.alerts.getLayers().length + sandmine.groups.zones.getLayers().length")
+        assert drawn == 2
+        pg.click_lonlat(*_inside_only(target, []))  # the alert's popup, with the review of the mine beneath it
+        pg.page.wait_for_selector(".leaflet-popup-content")
+        assert "ALERT: new mine in reach" in pg.page.inner_text(".leaflet-popup-content")
+        pg.page.click(".leaflet-popup-content button[data-verdict='mine']")
+        assert _counts(pg)["mine"] == "1" and not pg.errors
+    finally:
+        pg.close()

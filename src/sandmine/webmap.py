@@ -241,6 +241,41 @@ def _site_panel(site: str, obs: list[dict], changes: list[dict], median_ha: floa
     return "".join(parts)
 
 
+_ALERT_KEYS = (
+    "zone", "period", "previous", "kind", "mine_id", "river", "area_ha", "zone_ha", "grown_ha", "distance_m", "lon",
+    "lat", "mean_prob",
+)  # fmt: skip
+
+
+def _alerts_panel(alerts: dict) -> str:
+    """The sidebar's list of alerts (zone, period, kind, area) with a link per alert that flies to it."""
+    esc = html.escape
+    feats = alerts["alerts"]["features"]
+    n_zones = len(alerts["zones"]["features"])
+    parts = [
+        "<section class='alerts' id='alerts'>",
+        f"<h2>Alerts: {len(feats)} in {n_zones} protected zone(s)</h2>",
+        "<p class='legend'><span style='border:2px dashed #7a00cc'></span>protected zone "
+        "<span style='background:#ff0080'></span>alert (new or expanded mine in or near a zone)</p>",
+    ]
+    if not feats:
+        parts.append("<p class='note' id='no-alerts'>No new or expanded mine in or near a zone.</p>")
+    else:
+        parts.append("<ol>")
+        for i, f in enumerate(feats):
+            p = f["properties"]
+            where = "inside" if p["distance_m"] == 0 else f"{p['distance_m']:.0f} m from"
+            parts.append(
+                f"<li><a href='#' class='alert-link' data-alert='{i}'>{esc(str(p['zone']))}</a>: "
+                f"<span class='alert-kind'>{esc(str(p['kind']))}</span> {p['area_ha']:.1f} ha "
+                f"({p['zone_ha']:.1f} ha in the zone, {esc(where)} it), {esc(str(p['period']))}, "
+                f"p = {p['mean_prob']:.2f}</li>"
+            )
+        parts.append("</ol>")
+    parts.append("</section>")
+    return "".join(parts)
+
+
 _CSS = """html,body{height:100%;margin:0}
 body{display:flex;flex-direction:column;font-family:sans-serif;color:#222}
 .banner{background:#b00;color:#fff;padding:.5em .8em;font-weight:bold}
@@ -263,7 +298,9 @@ max-width:250px}
 .review-panel table td{border:none;padding:0 .5em 0 0}.review-panel td+td{text-align:right;font-weight:bold}
 .review-panel .key{display:inline-block;width:14px;height:9px;border:2px solid;margin-right:5px;vertical-align:middle}
 .drawing,.drawing .leaflet-interactive{cursor:crosshair!important}
-.drawing .leaflet-overlay-pane .leaflet-interactive{pointer-events:none}"""
+.drawing .leaflet-overlay-pane .leaflet-interactive{pointer-events:none}
+.alerts{border-top:1px solid #aaa;margin-top:.8em}.alerts ol{padding-left:1.6em;margin:.3em 0}
+.alerts li{margin:.15em 0}.alert-kind{color:#d0006f;font-weight:bold}"""
 
 _JS = r"""
 const DATA = JSON.parse(document.getElementById('sandmine-data').textContent);
@@ -273,10 +310,14 @@ const STYLE = {
   new: {color: '#e00', weight: 1, fillColor: '#e00', fillOpacity: 0.45},
   expanded: {color: '#f80', weight: 1, fillColor: '#f80', fillOpacity: 0.45},
   abandoned: {color: '#0af', weight: 1, fillColor: '#0af', fillOpacity: 0.45},
+  zone: {color: '#7a00cc', weight: 2, dashArray: '8 5', fillColor: '#7a00cc', fillOpacity: 0.06},
+  alert: {color: '#ff0080', weight: 4, fillColor: '#ff0080', fillOpacity: 0.5},
 };
 const LABELS = {area_ha: 'area (ha)', mean_prob: 'mean probability', date: 'date', obs_id: 'observation',
                 change: 'change', from: 'from', to: 'to', dates: 'dates', site_id: 'site', period: 'period',
-                river: 'river'};
+                river: 'river', zone: 'zone', kind: 'alert', previous: 'previous period',
+                zone_ha: 'in the zone (ha)', grown_ha: 'new area (ha)', distance_m: 'distance to zone (m)',
+                mine_id: 'mine (fid)', lon: 'lon', lat: 'lat'};
 // review: a verdict per mine polygon and missed mines drawn by hand, kept in localStorage under the report's key
 const VERDICTS = {mine: 'mine', not_mine: 'not a mine', unsure: 'unsure'};
 const VSTYLE = {
@@ -301,12 +342,16 @@ const basemaps = {'No basemap (offline)': L.layerGroup(),
                                                         attribution: DATA.basemap.attribution})};
 basemaps['No basemap (offline)'].addTo(map);
 const groups = {imagery: L.layerGroup(), probability: L.layerGroup(), mines: L.layerGroup(),
-                change: L.layerGroup(), median: L.layerGroup(), outlines: L.layerGroup(), drawn: L.layerGroup()};
+                change: L.layerGroup(), median: L.layerGroup(), outlines: L.layerGroup(), drawn: L.layerGroup(),
+                zones: L.layerGroup(), alerts: L.layerGroup()};
 const overlays = {'Imagery (true colour)': groups.imagery, 'Mine probability': groups.probability,
                   'Mine polygons': groups.mines, 'Change since the previous date': groups.change,
                   'Temporal median polygons': groups.median, 'Site outlines': groups.outlines,
                   'Missed mines (drawn in review)': groups.drawn};
-['imagery', 'probability', 'mines', 'change', 'outlines', 'drawn'].forEach(k => groups[k].addTo(map));
+if (DATA.alerts)
+  Object.assign(overlays, {'Protected zones': groups.zones, 'Alerts (new mines in zones)': groups.alerts});
+['imagery', 'probability', 'mines', 'change', 'outlines', 'drawn', 'zones', 'alerts'].forEach(
+  k => groups[k].addTo(map));
 L.control.layers(basemaps, overlays, {collapsed: false}).addTo(map);
 L.control.scale({imperial: false, maxWidth: 200}).addTo(map);
 
@@ -412,6 +457,42 @@ document.querySelectorAll('a.zoom').forEach(a => a.addEventListener('click', e =
   e.preventDefault(); map.fitBounds(sites[a.dataset.site].bounds, {padding: [20, 20]});
 }));
 if (allBounds) map.fitBounds(allBounds, {padding: [20, 20]}); else map.setView([22, 80], 5);
+
+// alerts: the zones outlined, each alerted polygon in the warning colour, a list in the sidebar whose links fly to
+// the polygon and show its period
+if (DATA.alerts) {
+  groups.zones.addLayer(polygons(DATA.alerts.zones, STYLE.zone, f => 'zone ' + f.properties.zone));
+  groups.alerts.addLayer(L.geoJSON(DATA.alerts.alerts, {style: STYLE.alert, onEachFeature: (f, layer) => {
+    let at = null;
+    layer.on('click', e => { at = e.latlng; });
+    layer.bindPopup(() => {  // drawn above the mines: the popup also reviews the mine polygon of the shown period
+      const p = f.properties, box = popup(p, 'ALERT: ' + p.kind + ' mine in ' + p.zone);
+      for (const [site, s] of Object.entries(sites)) {
+        const d = s.dates[s.date], id = at && d.obs_id === p.period && mineAt(site, d.obs_id, at);
+        if (id) { box.appendChild(document.createElement('hr')); box.appendChild(minePopup(id)); break; }
+      }
+      return box;
+    });
+  }}));
+}
+function showAlert(i) {
+  const p = DATA.alerts.alerts.features[i].properties;
+  for (const [id, s] of Object.entries(sites)) {
+    const d = Object.values(s.dates).find(x => x.obs_id === p.period);
+    if (d && s.bounds.contains([p.lat, p.lon])) {
+      setDate(id, d.date);
+      document.querySelectorAll('input.date').forEach(x => {
+        if (x.dataset.site === id) x.checked = x.value === d.date;
+      });
+    }
+  }
+  groups.alerts.eachLayer(l => l.bringToFront());  // above the period's mine polygons just shown
+  map.flyTo([p.lat, p.lon], 16, {duration: 0.8});
+}
+document.querySelectorAll('a.alert-link').forEach(a => a.addEventListener('click', e => {
+  e.preventDefault(); showAlert(Number(a.dataset.alert));
+}));
+document.body.dataset.alerts = DATA.alerts ? DATA.alerts.alerts.features.length : 0;
 
 // every image layer is decoded once, shown or not, so a broken one is reported on the page
 const uris = DATA.sites.flatMap(s => s.dates.flatMap(d => [d.imagery, d.probability]));
@@ -561,7 +642,7 @@ function updatePanel() {
                                         reviewMissed: review.drawn.length});
 }
 review.drawn.forEach(addDrawn); panelState(''); updatePanel();
-window.sandmine = {map, sites, groups, setDate, review, decisions, startDraw, finishDraw};
+window.sandmine = {map, sites, groups, setDate, review, decisions, startDraw, finishDraw, showAlert};
 """
 
 
@@ -573,6 +654,7 @@ def map_report(
     path: Path,
     median_features: dict[str, list[dict]] | None = None,
     leaflet_dir: Path | None = None,
+    alerts: dict | None = None,
 ) -> None:
     """A self-contained Leaflet page (no network needed): per site and date the imagery and the
     mine probability as Web Mercator image overlays, mine polygons and change polygons with
@@ -594,6 +676,8 @@ def map_report(
         path: the HTML file to write.
         median_features: per site the polygons of the temporal median.
         leaflet_dir: Leaflet's dist/ folder (default `$SANDMINE_LEAFLET_DIR`).
+        alerts: `alerts.map_layers`: zones (outlined) and alerts (polygons in a warning colour, listed in
+            the sidebar with a link that flies to each); None: no alerts section.
     """
     js, css, version = leaflet_assets(leaflet_dir)
     esc = html.escape
@@ -627,7 +711,9 @@ def map_report(
     polygons = json.dumps([[s["id"], [[d["obs_id"], d["mines"]] for d in s["dates"]]] for s in sites], sort_keys=True)
     key = hashlib.sha256(polygons.encode()).hexdigest()[:16]
     review = {"key": key, "name": path.stem, "classes": VERDICT_CLASS}
-    data = json.dumps({"sites": sites, "basemap": BASEMAP, "review": review}, separators=(",", ":"))
+    if alerts is not None:
+        alerts = {k: _collection(v["features"], tuple(_ALERT_KEYS)) for k, v in alerts.items()}
+    data = json.dumps({"sites": sites, "basemap": BASEMAP, "review": review, "alerts": alerts}, separators=(",", ":"))
     data = data.replace("</", "<\\/")
     parts = [
         "<!doctype html><html><head><meta charset='utf-8'>",
@@ -659,6 +745,8 @@ def map_report(
             f"<td>{obs[-1]['area_ha']:.1f}</td><td>{_ha(medians.get(site))}</td></tr>"
         )
     parts.append("</table>")
+    if alerts is not None:
+        parts.append(_alerts_panel(alerts))
     for site, obs in sorted(by_site.items()):
         parts.append(_site_panel(site, obs, changes, medians.get(site, float("nan"))))
     parts.append(f"<p class='note'>Map: Leaflet {esc(version)} (BSD-2-Clause), inlined.</p></div>")

@@ -397,6 +397,16 @@ class SurveyParams:
     # margin exported and predicted around each chunk, then cut off: the model sees across the seam
     halo_px: int = param(16, Range(ge=0, le=256))
     cache_dir: str = ".survey_cache"  # chunk images and predictions, by what determines them: reruns add only new ones
+    # vector file (any CRS) of protected reaches / no-mining zones: new and expanded mines in or near one are
+    # alerts (layer `alerts` of survey.gpkg, alerts.csv, the map); empty: no alerts. params.yaml names the
+    # synthetic world's reaches, data/surveys/zones.geojson (written by catalogue --size river)
+    zones: str = ""
+    zone_field: str = "name"  # the property naming each zone (features of one name are one zone)
+    zones_layer: str = ""  # the layer of a zones file of several (a GeoPackage); empty: the file's only layer
+    # a mine polygon within this many metres of a zone counts as in it (lines and points need a margin above 0)
+    zone_margin_m: float = param(100.0, Range(ge=0, le=100_000))
+    # an "expanded" alert: a polygon overlapping the previous period's mines grew by at least this many ha
+    alert_growth_ha: float = param(1.0, Range(gt=0))
 
 
 @dataclass

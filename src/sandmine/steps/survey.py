@@ -17,6 +17,7 @@ import logging
 import time
 from pathlib import Path
 
+from sandmine import alerts
 from sandmine.calibration import threshold_for
 from sandmine.core.config import Params
 from sandmine.core.files import check_outputs, claim_dir, fresh_dir, output_lock, round_metrics, write_json
@@ -44,6 +45,7 @@ def run(
         "--params": params_path,
         "survey.rivers": Path(p.survey.rivers),
         "survey.region": Path(p.survey.region) if p.survey.region else None,
+        "survey.zones": Path(p.survey.zones) if p.survey.zones else None,
         "survey.cache_dir": Path(p.survey.cache_dir).expanduser(),
     }
     check_outputs(inputs, {"--report": report_path, "--metrics": metrics_path}, {"--out": out_dir})
@@ -81,11 +83,17 @@ def _run(p: Params, model_path: Path, out_dir: Path, report_path: Path, metrics_
     )
     mosaics = mosaic.mosaics(m.files, out_dir / "mosaic", tags)
     frames = gpkg.frames(mines, changes, chunks, job.by_id, periods, m.pixel_ha, m.truth_ha if synthetic else None)
+    # alerts: new / expanded mines in or near survey.zones (layer `alerts`, alerts.csv, the map, metrics); "" = none
+    found = alerts.for_survey(p.survey, frames["mines"], [q.label for q in periods], out_dir / "alerts.csv")
+    if found is not None:
+        frames["alerts"] = found.alerts
     gpkg.write_gpkg(out_dir / "survey.gpkg", frames)
-    map_page.map_page(p.survey.halo_px, chunks, periods, images, preds, frames, synthetic, report_path)
+    map_page.map_page(
+        p.survey.halo_px, chunks, periods, images, preds, frames, synthetic, report_path, found.map if found else None
+    )
     seconds = time.perf_counter() - t0
     counts.seconds["outputs"] = seconds - sum(counts.seconds.values())
-    metrics = summary.metrics(job, thr, mines, changes, frames["area"], synthetic)
+    metrics = {**summary.metrics(job, thr, mines, changes, frames["area"], synthetic), **(found.metrics if found else {})}
     write_json(metrics_path, round_metrics(metrics, 3))
     print(summary.summary(frames["area"], job.buffer_km2, counts, mosaics, out_dir, seconds))
     return counts

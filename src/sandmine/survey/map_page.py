@@ -22,6 +22,7 @@ def map_page(
     frames: dict[str, object],
     synthetic: bool,
     path: Path,
+    alert_layers: dict | None = None,
 ) -> None:
     """The survey on the Leaflet map: one entry per zone, one date per period (true colour and
     probability at a coarser resolution), mine and change polygons at full detail."""
@@ -76,7 +77,7 @@ def map_page(
                 {"site_id": site, "from": a.middle.isoformat(), "to": b.middle.isoformat(), **ha, "features": feats}
             )
         by_site[site] = obs
-    webmap.map_report(by_site, changes, {}, synthetic, path)
+    webmap.map_report(by_site, changes, {}, synthetic, path, alerts=alert_layers)
 
 
 def _canvas(chunks: list[Chunk]) -> tuple[Grid, int]:

@@ -4,7 +4,9 @@
 `data/observations.csv`; those committed files, not this module, are what the pipeline reads.
 `--size paper` writes the same 39 sites at the sizes of the prior study (2.5–582 km², 9,614 km²
 in all) for benchmarks. `--size river` writes `river.geojson`: one long synthetic river (`--km`
-long, 120 by default) on the Son, for river-scale surveys (`river.py` renders it chunk by chunk).
+long, 120 by default) on the Son, for river-scale surveys (`river.py` renders it chunk by chunk),
+and `zones.geojson`: protected reaches of it for the survey's alerts, drawn from the world's seed
+(`--seed`, default `world.seed`'s) so that some hold mines born between the default survey periods.
 
 Rectangles are broad across the river (about 6 km) and shorter along it, so that, as in the real
 labelled data, about half of each scene lies more than 1 km from the river.
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import datetime as dt
 import io
 import json
 import math
@@ -141,9 +144,27 @@ def river_geojson(length_km: float) -> dict:
     return {"type": "FeatureCollection", "features": [river_feature(river)]}
 
 
-def write(folder: Path, size: str = "default", km: float = 120.0) -> None:
+def zones_geojson(length_km: float, world_seed: int | None = None) -> dict:
+    """Protected reaches of the long river (`river.protected_reaches`) for the default survey periods and
+    the world's mine density, from `world_seed` (default: `world.seed`'s default)."""
+    from sandmine.core.config import SurveyParams, WorldParams
+    from sandmine.sources.synthetic.river import long_river, protected_reaches
+
+    world = WorldParams()
+    middles = []
+    for period in SurveyParams().periods[:2]:
+        start, end = (dt.date.fromisoformat(d) for d in period.split("/"))
+        middles.append(start + dt.timedelta(days=((end - start).days + 1) // 2))  # as survey.Period.middle
+    name, basin, lon, lat, seed = LONG_RIVER
+    river = long_river(name, basin, lon, lat, length_km, seed)
+    seed_ = world.seed if world_seed is None else world_seed
+    return protected_reaches(river, seed_, world.mine_density, (middles[0], middles[1]))
+
+
+def write(folder: Path, size: str = "default", km: float = 120.0, world_seed: int | None = None) -> None:
     if size == "river":
         write_text(folder / "river.geojson", json.dumps(river_geojson(km), indent=1) + "\n")
+        write_text(folder / "zones.geojson", json.dumps(zones_geojson(km, world_seed), indent=1) + "\n")
         return
     sites = catalogue(size)
     write_text(folder / "sites.geojson", json.dumps(sites_geojson(sites), indent=1) + "\n")
@@ -155,5 +176,6 @@ if __name__ == "__main__":
     parser.add_argument("folder", type=Path, nargs="?", default=Path("data"))
     parser.add_argument("--size", choices=["default", "paper", "river"], default="default")
     parser.add_argument("--km", type=float, default=120.0, help="--size river: the river's length")
+    parser.add_argument("--seed", type=int, default=None, help="--size river: world.seed the zones are drawn for")
     args = parser.parse_args()
-    write(args.folder, args.size, args.km)
+    write(args.folder, args.size, args.km, args.seed)

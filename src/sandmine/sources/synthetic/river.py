@@ -298,3 +298,55 @@ def river_feature(river: LongRiver) -> dict:
         "properties": river.properties(),
         "geometry": {"type": "LineString", "coordinates": [[round(a, 6), round(b, 6)] for a, b in zip(lon, lat)]},
     }
+
+
+def protected_reaches(
+    river: LongRiver, world_seed: int, density: float, between: tuple[dt.date, dt.date], n: int = 3
+) -> dict:
+    """A FeatureCollection (EPSG:4326) of `n` protected reaches of the river for the survey's alerts.
+
+    Each reach is a corridor 3–5 km along the river, reaching 500 m beyond the widest channel on both
+    sides, named `Protected reach A (km 12.3-16.8)` and so on. Drawn from (`world_seed`, river): the
+    first `n - 1` are centred on strips holding a mine born within `between` (the middle days of two
+    survey periods, so the later period shows it new), the last on a strip picked at random. The
+    world's images and truth do not depend on them.
+    """
+    from shapely.geometry import LineString, mapping
+
+    from sandmine.core.raster import to_crs
+
+    rng = np.random.default_rng(stable_seed(world_seed, river.seed, river.name, "protected reaches"))
+    strips = -(-river.length_px // STRIP_PX)
+    born = [
+        i
+        for i in range(strips)
+        if any(between[0] < m.born <= between[1] for m in _strip_mines(river, i, world_seed, density))
+    ]
+    chosen: list[int] = []
+    for pool in (born, list(range(strips))):
+        want = n - 1 if pool is born else n
+        for i in rng.permutation(pool).tolist():
+            if len(chosen) >= want:
+                break
+            if all(abs(i - j) > 2 for j in chosen):  # reaches apart: none inside another
+                chosen.append(int(i))
+    half = river.max_half_width_m / RES_M + 50  # px: the widest channel and 500 m beyond it
+    e0, n0 = river.origin
+    features = []
+    for k, i in enumerate(sorted(chosen)):
+        length = float(rng.uniform(300, 500))  # px
+        centre = (i + 0.5) * STRIP_PX
+        x0, x1 = max(0.0, centre - length / 2), min(float(river.length_px), centre + length / 2)
+        xs = np.linspace(x0, x1, 41)
+        line = LineString(zip(e0 + xs * RES_M, n0 - river.centre_y(xs) * RES_M))
+        corridor = line.buffer(half * RES_M, cap_style="flat").simplify(5.0)
+        geom = to_crs(corridor, river.crs, "EPSG:4326")
+        name = f"Protected reach {chr(ord('A') + k)} (km {x0 * RES_M / 1000:.1f}-{x1 * RES_M / 1000:.1f})"
+        features.append(
+            {
+                "type": "Feature",
+                "properties": {"name": name, "river": river.name, "synthetic": RECIPE, "world_seed": world_seed},
+                "geometry": mapping(geom),
+            }
+        )
+    return {"type": "FeatureCollection", "features": features}
