@@ -11,10 +11,10 @@ import pytest
 from shapely.geometry import LineString, box
 
 from sandmine import alerts, webmap
-from sandmine import survey as sv
 from sandmine.core.config import SurveyParams
 from sandmine.core.errors import SandmineError
 from sandmine.core.raster import to_crs
+from sandmine.survey import gpkg
 
 UTM = "EPSG:32644"
 E0, N0 = 500_000.0, 2_700_000.0  # UTM 44N, about (81°E, 24.4°N)
@@ -152,7 +152,7 @@ def test_for_survey_writes_the_csv_and_the_geopackage_layer(tmp_path):
     mines = _mines(ROWS)
     found = alerts.for_survey(s, mines, [P1, P2], tmp_path / "alerts.csv")
     assert found is not None
-    sv.write_gpkg(tmp_path / "survey.gpkg", {"mines": mines, "alerts": found.alerts})
+    gpkg.write_gpkg(tmp_path / "survey.gpkg", {"mines": mines, "alerts": found.alerts})
     layer = gpd.read_file(tmp_path / "survey.gpkg", layer="alerts")
     assert layer.crs.to_epsg() == 4326 and layer.kind.tolist() == ["new", "expanded"]
     back = pyogrio.read_dataframe(tmp_path / "survey.gpkg", layer="mines", fid_as_index=True)
@@ -176,7 +176,7 @@ def test_for_survey_no_alert_writes_an_empty_layer(tmp_path):
     gpd.GeoDataFrame({"name": ["far"]}, geometry=[far], crs="EPSG:4326").to_file(path)
     found = alerts.for_survey(SurveyParams(zones=str(path)), _mines(ROWS), [P1, P2], tmp_path / "alerts.csv")
     assert found is not None and found.alerts.empty and found.metrics["alerts"] == 0
-    sv.write_gpkg(tmp_path / "survey.gpkg", {"alerts": found.alerts})
+    gpkg.write_gpkg(tmp_path / "survey.gpkg", {"alerts": found.alerts})
     assert gpd.read_file(tmp_path / "survey.gpkg", layer="alerts").empty
     assert pd.read_csv(tmp_path / "alerts.csv").columns.tolist() == alerts.COLUMNS
 

@@ -93,7 +93,8 @@ def _run(p: Params, model_path: Path, out_dir: Path, report_path: Path, metrics_
     )
     seconds = time.perf_counter() - t0
     counts.seconds["outputs"] = seconds - sum(counts.seconds.values())
-    metrics = {**summary.metrics(job, thr, mines, changes, frames["area"], synthetic), **(found.metrics if found else {})}
+    metrics = summary.metrics(job, thr, mines, changes, frames["area"], synthetic)
+    metrics.update(found.metrics if found else {})
     write_json(metrics_path, round_metrics(metrics, 3))
     print(summary.summary(frames["area"], job.buffer_km2, counts, mosaics, out_dir, seconds))
     return counts
